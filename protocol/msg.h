@@ -1,0 +1,82 @@
+/*
+ * Protocol messages and their JSON encoding.
+ *
+ * Client messages decode into msg_t; server messages are built as jansson
+ * values and dumped by the caller. Decoding validates every member and
+ * returns an error code and message on bad input; it never aborts.
+ */
+#ifndef AL_MSG_H
+#define AL_MSG_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "obj.h"
+#include "proto.h"
+
+typedef enum { MSG_JOIN, MSG_LEAVE, MSG_OPS } msg_type_t;
+
+typedef struct {
+    msg_type_t type;
+    char room[PROTO_ROOM_MAX + 1];
+    char actor[PROTO_ID_MAX + 1]; /* ops only */
+    uint64_t opseq;               /* ops only */
+    int has_opseq;
+    op_t *ops; /* owned array of nops ops */
+    size_t nops;
+} msg_t;
+
+/* Error codes sent in "error" messages; msg_code_name() gives the wire name. */
+typedef enum {
+    MSG_ERR_INVALID_JSON,
+    MSG_ERR_INVALID_MESSAGE,
+    MSG_ERR_UNKNOWN_TYPE,
+    MSG_ERR_NOT_JOINED,
+    MSG_ERR_TOO_LARGE,
+    MSG_ERR_UNAVAILABLE,
+    MSG_ERR_INTERNAL,
+} msg_err_t;
+
+/* Details of a decode failure. room and opseq are filled when the message
+ * carried them, so the error reply can name them. */
+typedef struct {
+    msg_err_t code;
+    char message[PROTO_ERR_MAX];
+    char room[PROTO_ROOM_MAX + 1]; /* "" when unknown */
+    uint64_t opseq;                /* 0 when unknown */
+} msg_error_t;
+
+const char *msg_code_name(msg_err_t code);
+
+void msg_init(msg_t *msg);
+void msg_clear(msg_t *msg);
+
+/*
+ * Decodes one client message from len bytes of JSON text.
+ * Returns 0 with msg filled (the caller clears it), or a negative errno
+ * with err filled: -EINVAL for bad input, -E2BIG over a limit, -ENOMEM.
+ */
+int msg_decode_json(const char *buf, size_t len, const proto_limits_t *limits,
+                    msg_t *msg, msg_error_t *err);
+
+/*
+ * Parses one op from its JSON form (as in "ops" messages and in events).
+ * In events the ops carry "vv" and no "base"; pass is_event = 1 to read
+ * "vv" into op->base instead. Returns 0, -EINVAL with err, or -ENOMEM.
+ */
+int msg_op_from_json(const json_t *j, const proto_limits_t *limits,
+                     int is_event, op_t *op, char *err, size_t errlen);
+
+/* Builders of server messages. Each returns a new reference or NULL. */
+json_t *msg_error_json(const msg_error_t *err);
+json_t *msg_ack_json(const char *room, uint64_t opseq, uint64_t seq,
+                     const char *const *ids, const op_result_t *results,
+                     size_t n);
+json_t *msg_left_json(const char *room);
+
+/* Builds the op as an event shows it: {op, id, kind?, fields?, set?, unset?,
+ * vv}. */
+json_t *msg_event_op_json(const op_t *op, const vv_t *vv);
+
+#endif
