@@ -1,0 +1,34 @@
+/*
+ * Reference-counted output buffers with LWS_PRE bytes of headroom.
+ *
+ * One encoded message is shared by every connection it goes to: each queue
+ * entry holds a reference, and libwebsockets writes its frame header into
+ * the headroom in front of the payload. Buffers belong to the loop thread.
+ */
+#ifndef AL_BUF_H
+#define AL_BUF_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+typedef struct {
+    unsigned refs;
+    size_t len;         /* payload bytes */
+    unsigned char *data; /* payload; LWS_PRE writable bytes come before it */
+} buf_t;
+
+/* Returns a buffer with room for len payload bytes and one reference,
+ * or NULL. */
+buf_t *buf_new(size_t len);
+
+/* Encodes j as compact JSON into a new buffer. Returns NULL on failure. */
+buf_t *buf_from_json(const json_t *j);
+
+/* Like buf_from_json(), and releases the reference to j (which may be
+ * NULL, giving NULL). */
+buf_t *buf_take_json(json_t *j);
+
+buf_t *buf_ref(buf_t *b);
+void buf_unref(buf_t *b);
+
+#endif

@@ -1,0 +1,381 @@
+/*
+ * Command-line and environment parsing. Every option has an environment
+ * variable and a default, and --help lists them all.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_LISTEN "127.0.0.1:7700"
+#define DEFAULT_REDIS "redis://127.0.0.1:6379/0"
+
+enum {
+    OPT_LISTEN = 'l',
+    OPT_REDIS = 'r',
+    OPT_INSTANCE = 'i',
+    OPT_STATIC = 's',
+    OPT_HELP = 'h',
+    OPT_VERSION = 'V',
+    OPT_LOG_LEVEL = 256,
+    OPT_MAX_MESSAGE,
+    OPT_MAX_OPS,
+    OPT_MAX_FIELDS,
+    OPT_MAX_DEPTH,
+    OPT_MAX_QUEUE,
+    OPT_STREAM_MAX,
+    OPT_REDIS_TIMEOUT,
+};
+
+typedef struct {
+    const char *name;
+    int id;
+    const char *env;
+    const char *arg;
+    const char *help;
+} option_doc_t;
+
+static const option_doc_t option_docs[] = {
+    {"listen", OPT_LISTEN, "ANNOLIVE_LISTEN", "HOST:PORT",
+     "address for WebSocket and HTTP (default " DEFAULT_LISTEN ")"},
+    {"redis", OPT_REDIS, "ANNOLIVE_REDIS", "URL",
+     "Redis as redis://IP:PORT[/DB] (default " DEFAULT_REDIS ")"},
+    {"instance", OPT_INSTANCE, "ANNOLIVE_INSTANCE", "NAME",
+     "name of this instance in logs and /healthz (default HOSTNAME-PID)"},
+    {"static", OPT_STATIC, "ANNOLIVE_STATIC", "DIR",
+     "serve the files under DIR at / (default: none)"},
+    {"log-level", OPT_LOG_LEVEL, "ANNOLIVE_LOG_LEVEL", "LEVEL",
+     "error, warn, info or debug (default info)"},
+    {"max-message", OPT_MAX_MESSAGE, "ANNOLIVE_MAX_MESSAGE", "BYTES",
+     "largest client message accepted (default 1048576)"},
+    {"max-ops", OPT_MAX_OPS, "ANNOLIVE_MAX_OPS", "N",
+     "most ops in one batch (default 1000)"},
+    {"max-fields", OPT_MAX_FIELDS, "ANNOLIVE_MAX_FIELDS", "N",
+     "most fields in one object or op (default 256)"},
+    {"max-depth", OPT_MAX_DEPTH, "ANNOLIVE_MAX_DEPTH", "N",
+     "deepest JSON nesting accepted (default 32)"},
+    {"max-queue", OPT_MAX_QUEUE, "ANNOLIVE_MAX_QUEUE", "BYTES",
+     "bytes queued for one connection before it is closed "
+     "(default 16777216)"},
+    {"stream-max", OPT_STREAM_MAX, "ANNOLIVE_STREAM_MAX", "N",
+     "events kept in each room's Redis stream, approximately "
+     "(default 100000)"},
+    {"redis-timeout", OPT_REDIS_TIMEOUT, "ANNOLIVE_REDIS_TIMEOUT", "MS",
+     "Redis connect timeout in milliseconds (default 3000)"},
+    {"help", OPT_HELP, NULL, NULL, "print this help and exit"},
+    {"version", OPT_VERSION, NULL, NULL, "print the version and exit"},
+};
+
+#define N_OPTIONS (sizeof(option_docs) / sizeof(option_docs[0]))
+
+static void print_help(const char *prog)
+{
+    printf("Usage: %s [OPTION]...\n"
+           "Real-time collaboration server for annotation tools.\n\n",
+           prog);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const option_doc_t *d = &option_docs[i];
+        char left[64];
+
+        snprintf(left, sizeof(left), "--%s%s%s", d->name, d->arg ? " " : "",
+                 d->arg ? d->arg : "");
+        printf("  %-24s %s\n", left, d->help);
+        if (d->env)
+            printf("  %-24s environment: %s\n", "", d->env);
+    }
+    printf("\nOptions override environment variables.\n");
+}
+
+static int parse_host_port(const char *s, char *host, size_t hostlen,
+                           int *port)
+{
+    const char *colon = strrchr(s, ':');
+    char *end;
+    long p;
+
+    if (!colon || colon == s || (size_t)(colon - s) >= hostlen)
+        return -EINVAL;
+    p = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || p < 0 || p > 65535)
+        return -EINVAL;
+
+    /* Accept [::1]:7700 for IPv6 addresses. */
+    if (s[0] == '[' && colon[-1] == ']')
+        snprintf(host, hostlen, "%.*s", (int)(colon - s - 2), s + 1);
+    else
+        snprintf(host, hostlen, "%.*s", (int)(colon - s), s);
+    *port = (int)p;
+    return 0;
+}
+
+static int is_ip(const char *s)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+
+    return inet_pton(AF_INET, s, addr) == 1 ||
+           inet_pton(AF_INET6, s, addr) == 1;
+}
+
+static int parse_redis_url(config_t *cfg, const char *url)
+{
+    const char *rest;
+    const char *slash;
+    char hostport[96];
+    char *end;
+    long db = 0;
+
+    if (strncmp(url, "redis://", 8) != 0)
+        return -EINVAL;
+    rest = url + 8;
+    slash = strchr(rest, '/');
+    if (slash) {
+        if (slash[1]) {
+            db = strtol(slash + 1, &end, 10);
+            if (*end || db < 0 || db > 15)
+                return -EINVAL;
+        }
+        if ((size_t)(slash - rest) >= sizeof(hostport))
+            return -EINVAL;
+        snprintf(hostport, sizeof(hostport), "%.*s", (int)(slash - rest),
+                 rest);
+    } else {
+        snprintf(hostport, sizeof(hostport), "%s", rest);
+    }
+    if (parse_host_port(hostport, cfg->redis_host, sizeof(cfg->redis_host),
+                        &cfg->redis_port) < 0)
+        return -EINVAL;
+    if (cfg->redis_port == 0)
+        return -EINVAL;
+
+    /* hiredis resolves names with a blocking call, so only IPs are taken. */
+    if (strcmp(cfg->redis_host, "localhost") == 0)
+        snprintf(cfg->redis_host, sizeof(cfg->redis_host), "127.0.0.1");
+    if (!is_ip(cfg->redis_host))
+        return -EINVAL;
+    cfg->redis_db = (int)db;
+    return 0;
+}
+
+static int parse_count(const char *s, uint64_t min, uint64_t max,
+                       uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (!*s || *s == '-')
+        return -EINVAL;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static const option_doc_t *find_doc(int id)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (option_docs[i].id == id)
+            return &option_docs[i];
+    return NULL;
+}
+
+static int set_count(config_t *cfg, int id, const char *val)
+{
+    uint64_t v;
+
+    switch (id) {
+    case OPT_MAX_MESSAGE:
+        if (parse_count(val, 1024, 64ULL << 20, &v) < 0)
+            return -EINVAL;
+        cfg->limits.max_message = (size_t)v;
+        return 0;
+    case OPT_MAX_OPS:
+        if (parse_count(val, 1, 100000, &v) < 0)
+            return -EINVAL;
+        cfg->limits.max_ops = (size_t)v;
+        return 0;
+    case OPT_MAX_FIELDS:
+        if (parse_count(val, 1, 65536, &v) < 0)
+            return -EINVAL;
+        cfg->limits.max_fields = (size_t)v;
+        return 0;
+    case OPT_MAX_DEPTH:
+        if (parse_count(val, 2, 512, &v) < 0)
+            return -EINVAL;
+        cfg->limits.max_depth = (size_t)v;
+        return 0;
+    case OPT_MAX_QUEUE:
+        if (parse_count(val, 65536, 1ULL << 32, &v) < 0)
+            return -EINVAL;
+        cfg->max_queue = (size_t)v;
+        return 0;
+    case OPT_STREAM_MAX:
+        if (parse_count(val, 100, 1ULL << 40, &v) < 0)
+            return -EINVAL;
+        cfg->stream_max = v;
+        return 0;
+    case OPT_REDIS_TIMEOUT:
+        if (parse_count(val, 100, 600000, &v) < 0)
+            return -EINVAL;
+        cfg->redis_timeout_ms = (int)v;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static const char *range_hint(int id)
+{
+    switch (id) {
+    case OPT_MAX_MESSAGE: return "an integer from 1024 to 67108864";
+    case OPT_MAX_OPS: return "an integer from 1 to 100000";
+    case OPT_MAX_FIELDS: return "an integer from 1 to 65536";
+    case OPT_MAX_DEPTH: return "an integer from 2 to 512";
+    case OPT_MAX_QUEUE: return "an integer from 65536 to 4294967296";
+    case OPT_STREAM_MAX: return "an integer from 100 to 1099511627776";
+    case OPT_REDIS_TIMEOUT: return "an integer from 100 to 600000";
+    case OPT_LISTEN: return "HOST:PORT, such as 127.0.0.1:7700";
+    case OPT_REDIS: return "redis://IP:PORT[/DB], such as "
+                           "redis://127.0.0.1:6379/0";
+    case OPT_LOG_LEVEL: return "error, warn, info or debug";
+    case OPT_INSTANCE: return "1 to 63 characters from [A-Za-z0-9._-]";
+    }
+    return "a valid value";
+}
+
+static int valid_instance(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 63)
+        return 0;
+    for (; *s; s++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                    "0123456789._-", *s))
+            return 0;
+    return 1;
+}
+
+/* Applies one setting. Returns 0 or -EINVAL. */
+static int set_option(config_t *cfg, int id, const char *val)
+{
+    switch (id) {
+    case OPT_LISTEN:
+        return parse_host_port(val, cfg->listen_host,
+                               sizeof(cfg->listen_host), &cfg->listen_port);
+    case OPT_REDIS:
+        return parse_redis_url(cfg, val);
+    case OPT_INSTANCE:
+        if (!valid_instance(val))
+            return -EINVAL;
+        snprintf(cfg->instance, sizeof(cfg->instance), "%s", val);
+        return 0;
+    case OPT_STATIC:
+        cfg->static_dir = val;
+        return 0;
+    case OPT_LOG_LEVEL:
+        return log_parse_level(val, &cfg->log_level);
+    }
+    return set_count(cfg, id, val);
+}
+
+static void set_defaults(config_t *cfg)
+{
+    char host[32] = "annolive";
+
+    memset(cfg, 0, sizeof(*cfg));
+    parse_host_port(DEFAULT_LISTEN, cfg->listen_host,
+                    sizeof(cfg->listen_host), &cfg->listen_port);
+    parse_redis_url(cfg, DEFAULT_REDIS);
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    snprintf(cfg->instance, sizeof(cfg->instance), "%s-%ld", host,
+             (long)getpid());
+    cfg->log_level = LOG_INFO;
+    proto_limits_default(&cfg->limits);
+    cfg->stream_max = 100000;
+    cfg->max_queue = 16u << 20;
+    cfg->redis_timeout_ms = 3000;
+}
+
+static int reject(const char *source, const char *val, int id)
+{
+    fprintf(stderr, "annolive: invalid %s '%s': expected %s\n", source, val,
+            range_hint(id));
+    return -EINVAL;
+}
+
+static int load_env(config_t *cfg)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const option_doc_t *d = &option_docs[i];
+        const char *val = d->env ? getenv(d->env) : NULL;
+
+        if (!val || !*val)
+            continue;
+        if (set_option(cfg, d->id, val) < 0)
+            return reject(d->env, val, d->id);
+    }
+    return 0;
+}
+
+static int load_argv(config_t *cfg, int argc, char **argv)
+{
+    struct option longopts[N_OPTIONS + 1];
+    char source[48];
+    int c;
+
+    memset(longopts, 0, sizeof(longopts));
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        longopts[i].name = option_docs[i].name;
+        longopts[i].has_arg = option_docs[i].arg ? required_argument
+                                                 : no_argument;
+        longopts[i].val = option_docs[i].id;
+    }
+
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":l:r:i:s:hV", longopts, NULL)) !=
+           -1) {
+        if (c == OPT_HELP) {
+            print_help(argv[0]);
+            return 1;
+        }
+        if (c == OPT_VERSION) {
+            printf("annolive %s\n", ANNOLIVE_VERSION);
+            return 1;
+        }
+        if (c == '?' || c == ':') {
+            fprintf(stderr,
+                    "annolive: %s option '%s'; run '%s --help' for the list\n",
+                    c == '?' ? "unknown" : "missing value for",
+                    argv[optind - 1], argv[0]);
+            return -EINVAL;
+        }
+        snprintf(source, sizeof(source), "--%s", find_doc(c)->name);
+        if (set_option(cfg, c, optarg) < 0)
+            return reject(source, optarg, c);
+    }
+    if (optind < argc) {
+        fprintf(stderr, "annolive: unexpected argument '%s'; run '%s --help'\n",
+                argv[optind], argv[0]);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int config_load(config_t *cfg, int argc, char **argv)
+{
+    int r;
+
+    set_defaults(cfg);
+    r = load_env(cfg);
+    if (r < 0)
+        return r;
+    return load_argv(cfg, argc, argv);
+}

@@ -1,0 +1,36 @@
+/*
+ * Server settings: defaults, environment variables and command-line options,
+ * in that order of precedence (options win).
+ */
+#ifndef AL_CONFIG_H
+#define AL_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+#include "proto.h"
+
+typedef struct {
+    char listen_host[64];
+    int listen_port;
+    char redis_host[64];
+    int redis_port;
+    int redis_db;
+    char instance[64];
+    const char *static_dir; /* NULL when no files are served */
+    log_level_t log_level;
+    proto_limits_t limits;
+    uint64_t stream_max;     /* entries kept in each room's event stream */
+    size_t max_queue;        /* bytes queued for one slow connection */
+    int redis_timeout_ms;    /* connect and command timeout */
+} config_t;
+
+/*
+ * Fills cfg from defaults, the ANNOLIVE_* environment and argv.
+ * Returns 0 to run, 1 when --help or --version was printed (exit 0), or
+ * -EINVAL after printing one line on stderr naming the bad value (exit 2).
+ */
+int config_load(config_t *cfg, int argc, char **argv);
+
+#endif

@@ -1,0 +1,136 @@
+/*
+ * libwebsockets set-up. lws runs on the server's own libuv loop (a foreign
+ * loop), installs no signal handlers, and sends its log lines through the
+ * server's logger. The vhost is created explicitly so that a port in use
+ * is reported as an error instead of a half-built context.
+ */
+#include "net.h"
+
+#include <errno.h>
+#include <libwebsockets.h>
+#include <string.h>
+
+#include "http.h"
+#include "log.h"
+#include "sess.h"
+
+/* Per-connection memory: an HTTP request or, after the upgrade, a session. */
+typedef union {
+    http_t http;
+    sess_t sess;
+} conn_t;
+
+static struct lws_context *context;
+static struct lws_vhost *vhost;
+
+/* Returns 1 when the offered subprotocols (a comma-separated list) include
+ * the JSON one or offer nothing. */
+static int offers_json(struct lws *wsi)
+{
+    char offered[256];
+    char *save = NULL;
+    int n = lws_hdr_copy(wsi, offered, sizeof(offered), WSI_TOKEN_PROTOCOL);
+
+    if (n <= 0)
+        return 1;
+    for (char *tok = strtok_r(offered, ", ", &save); tok;
+         tok = strtok_r(NULL, ", ", &save))
+        if (strcmp(tok, NET_SUBPROTOCOL_JSON) == 0)
+            return 1;
+    return 0;
+}
+
+static int confirm_upgrade(struct lws *wsi)
+{
+    char uri[256];
+    int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+
+    if (n <= 0 || strcmp(uri, "/v1/ws") != 0)
+        return http_reject_upgrade(wsi, 404,
+                                   "WebSocket endpoint is /v1/ws");
+    if (!offers_json(wsi))
+        return http_reject_upgrade(wsi, 400,
+                                   "unsupported subprotocol: offer "
+                                   NET_SUBPROTOCOL_JSON);
+    return 0;
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason,
+                    void *user, void *in, size_t len)
+{
+    conn_t *conn = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return confirm_upgrade(wsi);
+    case LWS_CALLBACK_HTTP:
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+    case LWS_CALLBACK_CLOSED_HTTP:
+        return conn ? http_callback(wsi, reason, &conn->http, in, len) : 0;
+    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_CLOSED:
+        return sess_callback(wsi, reason, &conn->sess, in, len);
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+static const struct lws_protocols protocols[] = {
+    {
+        .name = NET_SUBPROTOCOL_JSON,
+        .callback = callback,
+        .per_session_data_size = sizeof(conn_t),
+        .rx_buffer_size = 65536,
+    },
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static const lws_retry_bo_t retry = {
+    .secs_since_valid_ping = 30,
+    .secs_since_valid_hangup = 60,
+};
+
+int net_start(uv_loop_t *loop, const config_t *cfg)
+{
+    struct lws_context_creation_info info;
+    void *foreign_loops[1] = {loop};
+
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_LIBUV |
+                   LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                   LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.foreign_loops = foreign_loops;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    context = lws_create_context(&info);
+    if (!context) {
+        log_error("net", "cannot create the libwebsockets context");
+        return -ENOMEM;
+    }
+
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.port = cfg->listen_port;
+    info.iface = cfg->listen_host;
+    info.protocols = protocols;
+    info.retry_and_idle_policy = &retry;
+    info.vhost_name = "annolive";
+    vhost = lws_create_vhost(context, &info);
+    if (!vhost) {
+        log_error("net", "cannot listen on %s:%d: the address is in use or "
+                  "not local to this machine",
+                  cfg->listen_host, cfg->listen_port);
+        return -EADDRINUSE;
+    }
+    log_info("net", "listening on %s:%d (WebSocket at /v1/ws, subprotocol "
+             NET_SUBPROTOCOL_JSON ")", cfg->listen_host, cfg->listen_port);
+    return 0;
+}
+
+void net_destroy(void)
+{
+    if (context)
+        lws_context_destroy(context);
+}

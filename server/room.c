@@ -1,0 +1,874 @@
+/*
+ * Rooms and the apply path.
+ *
+ * Each room on this instance keeps a cache of its objects at the room seq
+ * it has reached. Events are applied to the cache strictly in seq order:
+ * from the room channel when they arrive in order, and from the room's
+ * stream when a seq is missing (a gap, a late subscribe, a reconnect).
+ *
+ * A batch is computed from the cache with the pure obj_apply() and written
+ * by the al_apply function in Redis, which checks that every touched object
+ * still has the revision the batch was computed from. When another write
+ * came first, the room catches up from the stream and the batch is
+ * computed again, so a conflict is always judged against the latest state.
+ */
+#include "room.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "map.h"
+#include "pack.h"
+
+#define RANGE_PAGE 500     /* stream entries read per catch-up request */
+#define MAX_ATTEMPTS 8     /* computations of one batch before giving up */
+
+typedef enum {
+    ROOM_SUBSCRIBING, /* waiting for the SUBSCRIBE confirmation */
+    ROOM_LOADING,     /* waiting for al_load */
+    ROOM_CATCHING_UP, /* reading the stream after room->seq */
+    ROOM_READY,
+} room_state_t;
+
+typedef struct {
+    sess_t *sess;
+    uint64_t seq; /* last seq sent to this member */
+    int ready;    /* snapshot sent */
+    int reset;    /* next snapshot is marked reset */
+} member_t;
+
+typedef struct batch {
+    struct batch *next;
+    room_t *room;
+    sess_t *sess; /* NULL once the connection closed */
+    msg_t msg;
+    int attempts;
+} batch_t;
+
+struct room {
+    char name[PROTO_ROOM_MAX + 1];
+    room_state_t state;
+    int loaded;          /* the cache holds the room as of seq */
+    uint64_t seq;
+    uint64_t seen_seq;   /* highest seq seen on the channel */
+    map_t objs;          /* id -> obj_t*, tombstones included */
+    member_t *members;
+    size_t nmembers, cap_members;
+    batch_t *waiting;    /* FIFO of batches not yet computed */
+    batch_t *waiting_tail;
+    batch_t *in_flight;  /* the batch whose al_apply has not answered */
+};
+
+static const config_t *cfg;
+static store_t *store;
+static map_t rooms;
+static size_t in_flight_count;
+
+static void room_advance(room_t *r);
+static void pump(room_t *r);
+
+/* Registry */
+
+int room_module_init(const config_t *config, store_t *st)
+{
+    cfg = config;
+    store = st;
+    map_init(&rooms);
+    return 0;
+}
+
+static void free_obj_entry(const char *key, void *value, void *arg)
+{
+    obj_free(value);
+}
+
+static void free_batches(batch_t *b)
+{
+    while (b) {
+        batch_t *next = b->next;
+
+        msg_clear(&b->msg);
+        free(b);
+        b = next;
+    }
+}
+
+static void free_room(const char *key, void *value, void *arg)
+{
+    room_t *r = value;
+
+    map_each(&r->objs, free_obj_entry, NULL);
+    map_free(&r->objs);
+    free(r->members);
+    free_batches(r->waiting);
+    free(r);
+}
+
+void room_module_free(void)
+{
+    map_each(&rooms, free_room, NULL);
+    map_free(&rooms);
+}
+
+size_t room_count(void)
+{
+    return rooms.len;
+}
+
+size_t room_batches_in_flight(void)
+{
+    return in_flight_count;
+}
+
+static room_t *get_room(const char *name, int create)
+{
+    room_t *r = map_get(&rooms, name);
+
+    if (r || !create)
+        return r;
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    map_init(&r->objs);
+    r->state = ROOM_SUBSCRIBING;
+    if (store_subscribe(store, name) < 0 ||
+        map_put(&rooms, name, r, NULL) < 0) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Members */
+
+static member_t *find_member(room_t *r, const sess_t *s)
+{
+    for (size_t i = 0; i < r->nmembers; i++)
+        if (r->members[i].sess == s)
+            return &r->members[i];
+    return NULL;
+}
+
+static int add_member(room_t *r, sess_t *s)
+{
+    if (r->nmembers == r->cap_members) {
+        size_t cap = r->cap_members ? r->cap_members * 2 : 8;
+        member_t *m = realloc(r->members, cap * sizeof(*m));
+
+        if (!m)
+            return -ENOMEM;
+        r->members = m;
+        r->cap_members = cap;
+    }
+    r->members[r->nmembers++] = (member_t){.sess = s};
+    return 0;
+}
+
+static void remove_member(room_t *r, sess_t *s)
+{
+    member_t *m = find_member(r, s);
+
+    if (m)
+        *m = r->members[--r->nmembers];
+    for (size_t i = 0; i < s->nrooms; i++) {
+        if (s->rooms[i] == r) {
+            s->rooms[i] = s->rooms[--s->nrooms];
+            break;
+        }
+    }
+}
+
+/* Builds the snapshot message of the cache. Returns NULL on failure. */
+static json_t *snapshot_json(room_t *r, int reset)
+{
+    json_t *objects = json_array();
+    json_t *msg;
+
+    for (size_t i = 0; objects && i < r->objs.nbuckets; i++) {
+        for (map_entry_t *e = r->objs.buckets[i]; e; e = e->next) {
+            const obj_t *o = e->value;
+
+            if (!o->deleted && json_array_append_new(objects,
+                                                     obj_to_wire(o)) < 0) {
+                json_decref(objects);
+                return NULL;
+            }
+        }
+    }
+    msg = json_pack("{s:s, s:s, s:I, s:o}", "type", "snapshot", "room",
+                    r->name, "seq", (json_int_t)r->seq, "objects", objects);
+    if (msg && reset)
+        json_object_set_new(msg, "reset", json_true());
+    return msg;
+}
+
+/* Sends snapshots to the members that wait for one. */
+static void serve_members(room_t *r)
+{
+    buf_t *plain = NULL, *reset = NULL;
+
+    for (size_t i = 0; i < r->nmembers; i++) {
+        member_t *m = &r->members[i];
+        buf_t **slot = m->reset ? &reset : &plain;
+
+        if (m->ready && !m->reset)
+            continue;
+        if (!*slot)
+            *slot = buf_take_json(snapshot_json(r, m->reset));
+        if (!*slot) {
+            sess_send_error(m->sess, MSG_ERR_INTERNAL, r->name, 0,
+                            "cannot build the snapshot of room %s",
+                            r->name);
+            continue;
+        }
+        sess_send(m->sess, *slot);
+        m->ready = 1;
+        m->reset = 0;
+        m->seq = r->seq;
+    }
+    buf_unref(plain);
+    buf_unref(reset);
+}
+
+/* Events */
+
+/* Sends an event to every ready member that has not seen its seq. */
+static void fan_out(room_t *r, uint64_t seq, json_t *body)
+{
+    json_t *wire = json_pack("{s:s, s:s, s:I}", "type", "event", "room",
+                             r->name, "seq", (json_int_t)seq);
+    buf_t *b;
+
+    if (!wire || json_object_update(wire, body) < 0) {
+        json_decref(wire);
+        log_error("room", "room %s: cannot encode event %" PRIu64, r->name,
+                  seq);
+        return;
+    }
+    b = buf_take_json(wire);
+    if (!b) {
+        log_error("room", "room %s: cannot encode event %" PRIu64, r->name,
+                  seq);
+        return;
+    }
+    for (size_t i = 0; i < r->nmembers; i++) {
+        member_t *m = &r->members[i];
+
+        if (!m->ready || m->seq >= seq)
+            continue;
+        m->seq = seq;
+        sess_send(m->sess, b);
+    }
+    buf_unref(b);
+}
+
+/* Replaces the cached object of obj->id with obj (taking it). */
+static int install(room_t *r, obj_t *obj)
+{
+    void *old;
+
+    if (map_put(&r->objs, obj->id, obj, &old) < 0) {
+        obj_free(obj);
+        return -ENOMEM;
+    }
+    obj_free(old);
+    return 0;
+}
+
+/* Applies the ops of one event body to the cache. Returns 0 or a negative
+ * code; on failure the cache may hold part of the event. */
+static int replay_ops(room_t *r, uint64_t seq, const json_t *body)
+{
+    const char *actor = json_string_value(json_object_get(body, "actor"));
+    const json_t *ops = json_object_get(body, "ops");
+    proto_limits_t limits;
+    char err[PROTO_ERR_MAX];
+    size_t i;
+    json_t *j;
+
+    if (!actor || !json_is_array(ops))
+        return -EINVAL;
+
+    /* Events were validated by their writer; these limits only bound
+     * what a corrupt record could make the server do. */
+    limits = cfg->limits;
+    limits.max_fields = 65536;
+    json_array_foreach(ops, i, j) {
+        op_t op;
+        obj_t *next = NULL;
+        int rc;
+
+        op_init(&op);
+        rc = msg_op_from_json(j, &limits, 1, &op, err, sizeof(err));
+        if (rc == 0)
+            rc = obj_replay(map_get(&r->objs, op.id), &op, actor, &op.base,
+                            &next);
+        if (rc == 0) {
+            next->rev = seq;
+            rc = install(r, next);
+        }
+        op_clear(&op);
+        if (rc < 0) {
+            log_error("room", "room %s: cannot replay op %zu of event %" PRIu64
+                      ": %s", r->name, i, seq, rc == -EINVAL ? err : "failed");
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Applies the event with the next seq to the cache and sends it to the
+ * members. Returns 0 or a negative code. */
+static int apply_event(room_t *r, uint64_t seq, const char *body,
+                       size_t len)
+{
+    char err[PROTO_ERR_MAX];
+    json_t *j = NULL;
+    int rc;
+
+    rc = unpack_json(body, len, PACK_DEPTH_MAX, &j, err, sizeof(err));
+    if (rc < 0) {
+        log_error("room", "room %s: undecodable event %" PRIu64 ": %s",
+                  r->name, seq, err);
+        return rc;
+    }
+    rc = replay_ops(r, seq, j);
+    if (rc == 0) {
+        r->seq = seq;
+        fan_out(r, seq, j);
+    }
+    json_decref(j);
+    return rc;
+}
+
+static void start_load(room_t *r);
+static void start_catch_up(room_t *r);
+
+static void on_range(int status, const store_entry_t *entries, size_t n,
+                     uint64_t first_seq, void *arg)
+{
+    room_t *r = arg;
+
+    if (status < 0) {
+        log_warn("room", "room %s: cannot read the stream; retrying when "
+                 "Redis is back", r->name);
+        return;
+    }
+    if (n > 0 && entries[0].seq != r->seq + 1) {
+        /* NOTE: members get a snapshot marked reset in place of the
+         * events the trimmed stream no longer holds. */
+        log_warn("room", "room %s: stream starts at %" PRIu64
+                 " but the cache is at %" PRIu64 "; reloading",
+                 r->name, first_seq, r->seq);
+        start_load(r);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (entries[i].seq != r->seq + 1 ||
+            apply_event(r, entries[i].seq, entries[i].body,
+                        entries[i].len) < 0) {
+            start_load(r);
+            return;
+        }
+    }
+    if (n == RANGE_PAGE) {
+        start_catch_up(r);
+        return;
+    }
+
+    /* A seq seen on the channel is in the stream before it is published,
+     * so an empty read past it means the room's keys were removed. */
+    if (n == 0 && r->seen_seq > r->seq) {
+        log_warn("room", "room %s: seq %" PRIu64 " was published but is "
+                 "not in the stream", r->name, r->seen_seq);
+        r->seen_seq = r->seq;
+    }
+    room_advance(r);
+}
+
+/* Reads the stream after r->seq. */
+static void start_catch_up(room_t *r)
+{
+    r->state = ROOM_CATCHING_UP;
+    if (store_range(store, r->name, r->seq, RANGE_PAGE, on_range, r) < 0)
+        log_warn("room", "room %s: cannot catch up while Redis is down",
+                 r->name);
+}
+
+static void on_load(int status, const store_room_t *sr, void *arg)
+{
+    room_t *r = arg;
+    char err[PROTO_ERR_MAX];
+
+    if (status < 0) {
+        log_warn("room", "room %s: cannot load; retrying when Redis is back",
+                 r->name);
+        return;
+    }
+    map_each(&r->objs, free_obj_entry, NULL);
+    map_free(&r->objs);
+    for (size_t i = 0; i < sr->n; i++) {
+        obj_t *o = NULL;
+
+        if (unpack_obj(sr->blobs[i], sr->blob_lens[i], sr->ids[i],
+                       sr->revs[i], &o, err, sizeof(err)) < 0 ||
+            install(r, o) < 0) {
+            log_error("room", "room %s: skipping unreadable object %s: %s",
+                      r->name, sr->ids[i], err);
+        }
+    }
+
+    /* Members that saw events of the old cache get a fresh snapshot. */
+    if (r->loaded && sr->seq != r->seq)
+        for (size_t i = 0; i < r->nmembers; i++)
+            r->members[i].reset = r->members[i].ready;
+    r->loaded = 1;
+    r->seq = sr->seq;
+    log_info("room", "room %s: loaded %zu objects at seq %" PRIu64, r->name,
+             sr->n, r->seq);
+    r->state = ROOM_READY;
+    room_advance(r);
+}
+
+static void start_load(room_t *r)
+{
+    r->state = ROOM_LOADING;
+    if (store_load(store, r->name, on_load, r) < 0)
+        log_warn("room", "room %s: cannot load while Redis is down",
+                 r->name);
+}
+
+/* Moves a ready room forward: catches up when the channel showed a newer
+ * seq, else serves waiting members and batches. */
+static void room_advance(room_t *r)
+{
+    if (r->seen_seq > r->seq) {
+        start_catch_up(r);
+        return;
+    }
+    r->state = ROOM_READY;
+    serve_members(r);
+    pump(r);
+}
+
+void room_on_subscribed(const char *name, void *arg)
+{
+    room_t *r = get_room(name, 0);
+
+    if (!r)
+        return;
+    if (r->loaded)
+        start_catch_up(r);
+    else
+        start_load(r);
+}
+
+void room_on_message(const char *name, uint64_t seq, const char *body,
+                     size_t len, void *arg)
+{
+    room_t *r = get_room(name, 0);
+
+    if (!r)
+        return;
+    if (seq > r->seen_seq)
+        r->seen_seq = seq;
+    if (r->state != ROOM_READY || seq <= r->seq)
+        return;
+    if (seq != r->seq + 1) {
+        log_info("room", "room %s: seq %" PRIu64 " after %" PRIu64
+                 "; filling the gap from the stream", name, seq, r->seq);
+        start_catch_up(r);
+        return;
+    }
+    if (apply_event(r, seq, body, len) < 0)
+        start_load(r);
+}
+
+static void resubscribe(const char *key, void *value, void *arg)
+{
+    room_t *r = value;
+
+    r->state = ROOM_SUBSCRIBING;
+    if (store_subscribe(store, r->name) < 0)
+        log_warn("room", "room %s: cannot subscribe", r->name);
+}
+
+void room_on_connection(int up, void *arg)
+{
+    if (up) {
+        log_info("room", "Redis is back: resubscribing %zu rooms",
+                 rooms.len);
+        map_each(&rooms, resubscribe, NULL);
+        return;
+    }
+    log_warn("room", "Redis is down: writes fail with 'unavailable' until "
+             "it is back");
+}
+
+/* Joining and leaving */
+
+void room_join(sess_t *s, const char *name)
+{
+    room_t *r = get_room(name, 1);
+
+    if (!r) {
+        sess_send_error(s, MSG_ERR_UNAVAILABLE, name, 0,
+                        "cannot join room %s while Redis is unreachable; "
+                        "retry later", name);
+        return;
+    }
+    if (find_member(r, s)) {
+        /* A second join asks for a fresh snapshot. */
+        find_member(r, s)->reset = 0;
+        find_member(r, s)->ready = 0;
+    } else {
+        if (s->nrooms == SESS_MAX_ROOMS) {
+            sess_send_error(s, MSG_ERR_TOO_LARGE, name, 0,
+                            "a connection may join at most %d rooms; leave "
+                            "one before joining %s",
+                            SESS_MAX_ROOMS, name);
+            return;
+        }
+        if (add_member(r, s) < 0) {
+            sess_send_error(s, MSG_ERR_INTERNAL, name, 0,
+                            "out of memory joining room %s", name);
+            return;
+        }
+        s->rooms[s->nrooms++] = r;
+    }
+    if (r->state == ROOM_READY)
+        serve_members(r);
+}
+
+void room_leave(sess_t *s, const char *name)
+{
+    room_t *r = get_room(name, 0);
+
+    if (r)
+        remove_member(r, s);
+    sess_send_json(s, msg_left_json(name));
+}
+
+static void forget_session(batch_t *b, const sess_t *s)
+{
+    for (; b; b = b->next)
+        if (b->sess == s)
+            b->sess = NULL;
+}
+
+void room_drop_session(sess_t *s)
+{
+    while (s->nrooms > 0) {
+        room_t *r = s->rooms[0];
+
+        forget_session(r->waiting, s);
+        if (r->in_flight && r->in_flight->sess == s)
+            r->in_flight->sess = NULL;
+        remove_member(r, s);
+    }
+}
+
+/* Batches */
+
+/* The outcome of computing a batch against the cache. */
+typedef struct {
+    op_result_t *results; /* one per op */
+    map_t work;           /* id -> new obj_t* written by the batch */
+    json_t *event_ops;    /* the applied ops as the event shows them */
+    size_t applied;
+} compute_t;
+
+static void free_compute(compute_t *c, size_t nops)
+{
+    for (size_t i = 0; c->results && i < nops; i++)
+        op_result_clear(&c->results[i]);
+    free(c->results);
+    map_each(&c->work, free_obj_entry, NULL);
+    map_free(&c->work);
+    json_decref(c->event_ops);
+}
+
+/* Runs obj_apply over the ops in order. Returns 0 or -ENOMEM. */
+static int compute(room_t *r, const msg_t *msg, compute_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    map_init(&c->work);
+    c->results = calloc(msg->nops ? msg->nops : 1, sizeof(*c->results));
+    c->event_ops = json_array();
+    if (!c->results || !c->event_ops)
+        return -ENOMEM;
+
+    for (size_t i = 0; i < msg->nops; i++) {
+        const op_t *op = &msg->ops[i];
+        const obj_t *cur = map_get(&c->work, op->id);
+        obj_t *next = NULL;
+        void *old;
+
+        if (!cur)
+            cur = map_get(&r->objs, op->id);
+        op_result_init(&c->results[i]);
+        if (obj_apply(cur, op, msg->actor, &next, &c->results[i]) < 0)
+            return -ENOMEM;
+        if (c->results[i].status != RES_APPLIED)
+            continue;
+        if (map_put(&c->work, op->id, next, &old) < 0) {
+            obj_free(next);
+            return -ENOMEM;
+        }
+        obj_free(old);
+        if (json_array_append_new(c->event_ops,
+                                  msg_event_op_json(op, &next->vv)) < 0)
+            return -ENOMEM;
+        c->applied++;
+    }
+    return 0;
+}
+
+static void send_ack(batch_t *b, const compute_t *c, uint64_t seq)
+{
+    const char **ids;
+    json_t *ack;
+
+    if (!b->sess)
+        return;
+    ids = malloc((b->msg.nops + 1) * sizeof(*ids));
+    if (!ids) {
+        sess_send_error(b->sess, MSG_ERR_INTERNAL, b->room->name,
+                        b->msg.opseq, "out of memory building the ack");
+        return;
+    }
+    for (size_t i = 0; i < b->msg.nops; i++)
+        ids[i] = b->msg.ops[i].id;
+    ack = msg_ack_json(b->room->name, b->msg.opseq, seq, ids, c->results,
+                       b->msg.nops);
+    free(ids);
+    if (!ack) {
+        sess_send_error(b->sess, MSG_ERR_INTERNAL, b->room->name,
+                        b->msg.opseq, "out of memory building the ack");
+        return;
+    }
+    sess_send_json(b->sess, ack);
+}
+
+static void fail_batch(batch_t *b, msg_err_t code, const char *why)
+{
+    if (b->sess)
+        sess_send_error(b->sess, code, b->room->name, b->msg.opseq,
+                        "batch %" PRIu64 " of actor %s was not applied: %s",
+                        b->msg.opseq, b->msg.actor, why);
+    msg_clear(&b->msg);
+    free(b);
+}
+
+/* The state an apply carries to its callback. */
+typedef struct {
+    batch_t *batch;
+    compute_t c;
+    json_t *body;
+} apply_t;
+
+static void install_work(const char *key, void *value, void *arg)
+{
+    room_t *r = ((apply_t *)arg)->batch->room;
+
+    install(r, value);
+}
+
+/* Puts the written objects into the cache when the cache is exactly one
+ * seq behind, so members here get the event without waiting for the
+ * channel. Otherwise the event arrives through the channel or stream. */
+static void apply_locally(apply_t *a, uint64_t seq)
+{
+    room_t *r = a->batch->room;
+
+    if (r->state != ROOM_READY || r->seq + 1 != seq)
+        return;
+    for (size_t i = 0; i < a->c.work.nbuckets; i++)
+        for (map_entry_t *e = a->c.work.buckets[i]; e; e = e->next)
+            ((obj_t *)e->value)->rev = seq;
+    map_each(&a->c.work, install_work, a);
+    map_free(&a->c.work); /* the cache owns the objects now */
+    r->seq = seq;
+    fan_out(r, seq, a->body);
+}
+
+static void finish_apply(apply_t *a)
+{
+    free_compute(&a->c, a->batch->msg.nops);
+    json_decref(a->body);
+    free(a);
+}
+
+static void on_apply(int status, uint64_t seq, void *arg)
+{
+    apply_t *a = arg;
+    batch_t *b = a->batch;
+    room_t *r = b->room;
+
+    r->in_flight = NULL;
+    in_flight_count--;
+    if (status < 0) {
+        fail_batch(b, MSG_ERR_UNAVAILABLE, "Redis did not apply it; retry");
+        finish_apply(a);
+        pump(r);
+        return;
+    }
+    if (status == 1) {
+        /* Another write came first: catch up, then compute again. */
+        finish_apply(a);
+        b->next = r->waiting;
+        r->waiting = b;
+        if (!r->waiting_tail)
+            r->waiting_tail = b;
+        if (r->state == ROOM_READY)
+            start_catch_up(r);
+        return;
+    }
+    apply_locally(a, seq);
+    send_ack(b, &a->c, seq);
+    finish_apply(a);
+    msg_clear(&b->msg);
+    free(b);
+    pump(r);
+}
+
+/* Packs the event body and the objects written. Returns 0 or a negative
+ * code; the caller frees what was packed. */
+static int pack_writes(room_t *r, apply_t *a, msgpack_sbuffer *body,
+                       msgpack_sbuffer *blobs, store_write_t *writes)
+{
+    size_t n = 0;
+    int rc = pack_json(body, a->body);
+
+    for (size_t i = 0; rc == 0 && i < a->c.work.nbuckets; i++) {
+        for (map_entry_t *e = a->c.work.buckets[i]; e; e = e->next) {
+            const obj_t *cur = map_get(&r->objs, e->key);
+
+            msgpack_sbuffer_init(&blobs[n]);
+            rc = pack_obj(&blobs[n], e->value);
+            writes[n] = (store_write_t){
+                .id = e->key,
+                .expected_rev = cur ? cur->rev : 0,
+                .blob = blobs[n].data,
+                .blob_len = blobs[n].size,
+            };
+            n++;
+            if (rc < 0)
+                break;
+        }
+    }
+    return rc;
+}
+
+/* Sends the computed writes to Redis. Returns 0 or a negative code. */
+static int submit_writes(batch_t *b, apply_t *a)
+{
+    size_t n = a->c.work.len;
+    msgpack_sbuffer body;
+    msgpack_sbuffer *blobs = calloc(n, sizeof(*blobs));
+    store_write_t *writes = calloc(n, sizeof(*writes));
+    int rc = -ENOMEM;
+
+    msgpack_sbuffer_init(&body);
+    if (blobs && writes)
+        rc = pack_writes(b->room, a, &body, blobs, writes);
+    if (rc == 0)
+        rc = store_apply(store, b->room->name, body.data, body.size, writes,
+                         n, on_apply, a);
+    msgpack_sbuffer_destroy(&body);
+    for (size_t i = 0; blobs && i < n; i++)
+        msgpack_sbuffer_destroy(&blobs[i]);
+    free(blobs);
+    free(writes);
+    return rc;
+}
+
+static void batch_run(batch_t *b)
+{
+    room_t *r = b->room;
+    apply_t *a;
+
+    if (++b->attempts > MAX_ATTEMPTS) {
+        fail_batch(b, MSG_ERR_UNAVAILABLE,
+                   "the objects kept changing while it was applied; retry");
+        return;
+    }
+    a = calloc(1, sizeof(*a));
+    if (!a || compute(r, &b->msg, &a->c) < 0) {
+        if (a)
+            finish_apply(a);
+        fail_batch(b, MSG_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    a->batch = b;
+    if (a->c.applied == 0) {
+        send_ack(b, &a->c, 0);
+        finish_apply(a);
+        msg_clear(&b->msg);
+        free(b);
+        return;
+    }
+    a->body = json_pack("{s:s, s:I, s:O}", "actor", b->msg.actor, "opseq",
+                        (json_int_t)b->msg.opseq, "ops", a->c.event_ops);
+    if (!a->body || submit_writes(b, a) < 0) {
+        finish_apply(a);
+        fail_batch(b, MSG_ERR_UNAVAILABLE,
+                   store_is_up(store) ? "cannot send it to Redis"
+                                      : "Redis is unreachable; retry");
+        return;
+    }
+    r->in_flight = b;
+    in_flight_count++;
+}
+
+/* Computes waiting batches one at a time: a batch is computed only after
+ * the one before it is in the cache, so a connection's batches apply in
+ * the order sent.
+ * NOTE: one al_apply per room is in flight at a time on an instance. */
+static void pump(room_t *r)
+{
+    while (r->state == ROOM_READY && !r->in_flight && r->waiting) {
+        batch_t *b = r->waiting;
+
+        r->waiting = b->next;
+        if (!r->waiting)
+            r->waiting_tail = NULL;
+        b->next = NULL;
+        batch_run(b);
+    }
+}
+
+void room_submit(sess_t *s, msg_t *msg)
+{
+    room_t *r = get_room(msg->room, 0);
+    batch_t *b;
+
+    if (!r || !find_member(r, s)) {
+        sess_send_error(s, MSG_ERR_NOT_JOINED, msg->room, msg->opseq,
+                        "join room %s before sending ops to it", msg->room);
+        msg_clear(msg);
+        return;
+    }
+    b = calloc(1, sizeof(*b));
+    if (!b) {
+        sess_send_error(s, MSG_ERR_INTERNAL, msg->room, msg->opseq,
+                        "out of memory");
+        msg_clear(msg);
+        return;
+    }
+    b->room = r;
+    b->sess = s;
+    b->msg = *msg;
+    msg_init(msg);
+    if (r->waiting_tail)
+        r->waiting_tail->next = b;
+    else
+        r->waiting = b;
+    r->waiting_tail = b;
+    pump(r);
+}

@@ -1,0 +1,52 @@
+/*
+ * Rooms: the members of each room on this instance, a cache of the room's
+ * objects kept in step with its event stream, and the apply path that turns
+ * op batches into atomic writes in Redis.
+ *
+ * Every function runs on the loop thread.
+ */
+#ifndef AL_ROOM_H
+#define AL_ROOM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "msg.h"
+#include "sess.h"
+#include "store.h"
+
+struct room;
+typedef struct room room_t;
+
+/* Sets up the room registry. Returns 0 or -ENOMEM. */
+int room_module_init(const config_t *cfg, store_t *store);
+
+/* Frees every room. Sessions must be gone. */
+void room_module_free(void);
+
+/* The store notifications, wired by main. */
+void room_on_connection(int up, void *arg);
+void room_on_subscribed(const char *room, void *arg);
+void room_on_message(const char *room, uint64_t seq, const char *body,
+                     size_t len, void *arg);
+
+/* Joins s to name; a snapshot follows when the room is ready. */
+void room_join(sess_t *s, const char *name);
+
+/* Removes s from name and sends "left". */
+void room_leave(sess_t *s, const char *name);
+
+/* Applies a batch from s. Takes over msg's contents (msg is cleared). */
+void room_submit(sess_t *s, msg_t *msg);
+
+/* Removes s from every room and forgets its batches in flight. */
+void room_drop_session(sess_t *s);
+
+/* Returns the number of rooms with a cache on this instance. */
+size_t room_count(void);
+
+/* Returns the number of batches sent to Redis and not yet answered. */
+size_t room_batches_in_flight(void);
+
+#endif

@@ -1,0 +1,294 @@
+/*
+ * WebSocket sessions on the annolive.v1.json subprotocol.
+ *
+ * Incoming frames are assembled up to the message size limit, decoded once
+ * and dispatched. Outgoing messages are shared reference-counted buffers;
+ * each session queues references and writes one per WRITEABLE callback,
+ * as libwebsockets requires.
+ */
+#include "sess.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "room.h"
+
+#define RX_KEEP_MAX 65536 /* receive buffer kept between messages */
+
+static const config_t *cfg;
+static sess_t *sessions;
+static size_t nsessions;
+static uint64_t next_id = 1;
+
+void sess_configure(const config_t *config)
+{
+    cfg = config;
+}
+
+size_t sess_count(void)
+{
+    return nsessions;
+}
+
+static void drop_queue(sess_t *s)
+{
+    while (s->out_head) {
+        sess_out_t *o = s->out_head;
+
+        s->out_head = o->next;
+        buf_unref(o->buf);
+        free(o);
+    }
+    s->out_tail = NULL;
+    s->out_bytes = 0;
+}
+
+void sess_close(sess_t *s, int code, const char *reason)
+{
+    if (s->close_code)
+        return;
+    s->close_code = code;
+    snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
+    lws_callback_on_writable(s->wsi);
+}
+
+size_t sess_close_all(void)
+{
+    for (sess_t *s = sessions; s; s = s->next)
+        sess_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "server is stopping");
+    return nsessions;
+}
+
+void sess_send(sess_t *s, buf_t *b)
+{
+    sess_out_t *o;
+
+    if (s->close_code)
+        return;
+    if (s->out_bytes + b->len > cfg->max_queue) {
+        log_warn("sess", "c%" PRIu64 ": closing a slow client: %zu bytes "
+                 "queued, limit %zu", s->id, s->out_bytes, cfg->max_queue);
+        drop_queue(s);
+        sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                   "outbound queue over its limit");
+        return;
+    }
+    o = malloc(sizeof(*o));
+    if (!o) {
+        sess_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+        return;
+    }
+    o->next = NULL;
+    o->buf = buf_ref(b);
+    if (s->out_tail)
+        s->out_tail->next = o;
+    else
+        s->out_head = o;
+    s->out_tail = o;
+    s->out_bytes += b->len;
+    lws_callback_on_writable(s->wsi);
+}
+
+void sess_send_json(sess_t *s, json_t *j)
+{
+    buf_t *b = buf_take_json(j);
+
+    if (!b) {
+        log_error("sess", "c%" PRIu64 ": cannot encode a message", s->id);
+        return;
+    }
+    sess_send(s, b);
+    buf_unref(b);
+}
+
+void sess_send_error(sess_t *s, msg_err_t code, const char *room,
+                     uint64_t opseq, const char *fmt, ...)
+{
+    msg_error_t err = {.code = code, .opseq = opseq};
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err.message, sizeof(err.message), fmt, ap);
+    va_end(ap);
+    if (room)
+        snprintf(err.room, sizeof(err.room), "%s", room);
+    log_debug("sess", "c%" PRIu64 ": error %s: %s", s->id,
+              msg_code_name(code), err.message);
+    sess_send_json(s, msg_error_json(&err));
+}
+
+static void dispatch(sess_t *s)
+{
+    msg_error_t err;
+    msg_t msg;
+
+    msg_init(&msg);
+    if (msg_decode_json(s->rx, s->rx_len, &cfg->limits, &msg, &err) < 0) {
+        sess_send_error(s, err.code, err.room[0] ? err.room : NULL,
+                        err.opseq, "%s", err.message);
+        return;
+    }
+    switch (msg.type) {
+    case MSG_JOIN:
+        room_join(s, msg.room);
+        break;
+    case MSG_LEAVE:
+        room_leave(s, msg.room);
+        break;
+    case MSG_OPS:
+        room_submit(s, &msg);
+        break;
+    }
+    msg_clear(&msg);
+}
+
+/* Appends a received chunk. Returns 0, or -E2BIG over the message limit,
+ * or -ENOMEM. */
+static int append_rx(sess_t *s, const void *in, size_t len)
+{
+    size_t need = s->rx_len + len;
+
+    if (need > cfg->limits.max_message)
+        return -E2BIG;
+    if (need > s->rx_cap) {
+        size_t cap = s->rx_cap ? s->rx_cap : 4096;
+        char *rx;
+
+        while (cap < need)
+            cap *= 2;
+        rx = realloc(s->rx, cap);
+        if (!rx)
+            return -ENOMEM;
+        s->rx = rx;
+        s->rx_cap = cap;
+    }
+    memcpy(s->rx + s->rx_len, in, len);
+    s->rx_len = need;
+    return 0;
+}
+
+static void on_receive(sess_t *s, struct lws *wsi, const void *in,
+                       size_t len)
+{
+    int rc;
+
+    if (s->close_code)
+        return;
+    if (lws_is_first_fragment(wsi)) {
+        s->rx_len = 0;
+        s->rx_binary = lws_frame_is_binary(wsi);
+    }
+    if (s->rx_binary) {
+        sess_close(s, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+                   "binary frames are not part of annolive.v1.json");
+        return;
+    }
+    rc = append_rx(s, in, len);
+    if (rc == -E2BIG) {
+        sess_send_error(s, MSG_ERR_TOO_LARGE, NULL, 0,
+                        "message is over the limit of %zu bytes",
+                        cfg->limits.max_message);
+        sess_close(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
+        return;
+    }
+    if (rc < 0) {
+        sess_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+        return;
+    }
+    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+        return;
+
+    dispatch(s);
+    s->rx_len = 0;
+    if (s->rx_cap > RX_KEEP_MAX) {
+        free(s->rx);
+        s->rx = NULL;
+        s->rx_cap = 0;
+    }
+}
+
+/* Writes the next queued message. Returns -1 to close the connection. */
+static int on_writeable(sess_t *s, struct lws *wsi)
+{
+    sess_out_t *o = s->out_head;
+    int n;
+
+    if (!o) {
+        if (!s->close_code)
+            return 0;
+        lws_close_reason(wsi, (enum lws_close_status)s->close_code,
+                         (unsigned char *)s->close_reason,
+                         strlen(s->close_reason));
+        return -1;
+    }
+    s->out_head = o->next;
+    if (!s->out_head)
+        s->out_tail = NULL;
+    s->out_bytes -= o->buf->len;
+
+    n = lws_write(wsi, o->buf->data, o->buf->len, LWS_WRITE_TEXT);
+    buf_unref(o->buf);
+    free(o);
+    if (n < 0) {
+        log_info("sess", "c%" PRIu64 ": write failed; closing", s->id);
+        return -1;
+    }
+    if (s->out_head || s->close_code)
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static void on_established(sess_t *s, struct lws *wsi)
+{
+    char peer[64] = "";
+
+    memset(s, 0, sizeof(*s));
+    s->wsi = wsi;
+    s->id = next_id++;
+    s->next = sessions;
+    if (sessions)
+        sessions->prev = s;
+    sessions = s;
+    nsessions++;
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    log_debug("sess", "c%" PRIu64 ": connected from %s", s->id, peer);
+}
+
+static void on_closed(sess_t *s)
+{
+    room_drop_session(s);
+    drop_queue(s);
+    free(s->rx);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    nsessions--;
+    log_debug("sess", "c%" PRIu64 ": closed", s->id);
+}
+
+int sess_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                  sess_t *s, void *in, size_t len)
+{
+    switch (reason) {
+    case LWS_CALLBACK_ESTABLISHED:
+        on_established(s, wsi);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        on_receive(s, wsi, in, len);
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return on_writeable(s, wsi);
+    case LWS_CALLBACK_CLOSED:
+        on_closed(s);
+        return 0;
+    default:
+        return 0;
+    }
+}

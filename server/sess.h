@@ -1,0 +1,71 @@
+/*
+ * WebSocket sessions: one per connection on /v1/ws. A session assembles
+ * incoming messages, decodes them and hands them to the rooms, and sends
+ * shared output buffers through a queue bounded in bytes.
+ */
+#ifndef AL_SESS_H
+#define AL_SESS_H
+
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "msg.h"
+
+#define SESS_MAX_ROOMS 64
+
+typedef struct sess_out {
+    struct sess_out *next;
+    buf_t *buf;
+} sess_out_t;
+
+struct room;
+
+typedef struct sess {
+    struct sess *prev, *next; /* all open sessions */
+    struct lws *wsi;
+    uint64_t id;           /* for logs: "c<id>" */
+    char *rx;              /* the message being assembled */
+    size_t rx_len, rx_cap;
+    int rx_binary;
+    sess_out_t *out_head, *out_tail;
+    size_t out_bytes;      /* bytes queued, bounded by max_queue */
+    int close_code;        /* non-zero once a close is pending */
+    char close_reason[64];
+    struct room *rooms[SESS_MAX_ROOMS];
+    size_t nrooms;
+} sess_t;
+
+/* Sets the configuration that every session uses. */
+void sess_configure(const config_t *cfg);
+
+/* libwebsockets callback for the WebSocket part of the protocol. */
+int sess_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                  sess_t *s, void *in, size_t len);
+
+/* Queues a reference to b for sending. Over the queue limit the session is
+ * closed instead. */
+void sess_send(sess_t *s, buf_t *b);
+
+/* Encodes j, queues it and releases the reference to j. */
+void sess_send_json(sess_t *s, json_t *j);
+
+/* Sends an error message. room may be NULL and opseq 0. */
+void sess_send_error(sess_t *s, msg_err_t code, const char *room,
+                     uint64_t opseq, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* Closes the session with a WebSocket close code after what is queued. */
+void sess_close(sess_t *s, int code, const char *reason);
+
+/* Starts closing every open session with 1001 (server going away).
+ * Returns how many sessions were open. */
+size_t sess_close_all(void);
+
+/* Returns the number of open sessions. */
+size_t sess_count(void);
+
+#endif

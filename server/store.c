@@ -1,0 +1,738 @@
+/*
+ * Redis access over hiredis' async API on the libuv loop.
+ *
+ * Two connections: cmd runs functions and reads, sub only SUBSCRIBEs.
+ * hiredis 0.14 has no reconnect, so a timer reconnects both with capped
+ * backoff, and the owner re-subscribes and catches rooms up when told the
+ * store is up again.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "map.h"
+#include "store_lua.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+struct store {
+    uv_loop_t *loop;
+    const config_t *cfg;
+    store_events_t events;
+    void *arg;
+    void (*done)(int status, void *arg); /* start-up result, then NULL */
+
+    redisAsyncContext *cmd;
+    redisAsyncContext *sub;
+    int cmd_ready; /* connected, SELECT and FUNCTION LOAD answered */
+    int sub_ready;
+    int up;        /* last state reported through events.connection */
+    int stopping;
+
+    uv_timer_t timer; /* connect timeout, then reconnect backoff */
+    int backoff_ms;
+    map_t subs; /* room -> (void *)1 pending, (void *)2 confirmed */
+};
+
+typedef enum { REQ_APPLY, REQ_LOAD, REQ_RANGE } req_kind_t;
+
+typedef struct {
+    store_t *st;
+    req_kind_t kind;
+    void *cb;
+    void *arg;
+} req_t;
+
+static int connect_both(store_t *st);
+
+static void channel_name(const store_t *st, const char *room, char *out,
+                         size_t outlen)
+{
+    /* Pub/sub ignores the database number, so a non-zero one is part of
+     * the channel name. */
+    if (st->cfg->redis_db == 0)
+        snprintf(out, outlen, "al:{%s}", room);
+    else
+        snprintf(out, outlen, "al:db%d:{%s}", st->cfg->redis_db, room);
+}
+
+static int room_from_channel(const char *ch, size_t len, char *room,
+                             size_t roomlen)
+{
+    const char *open = memchr(ch, '{', len);
+    size_t n;
+
+    if (!open || len < 2 || ch[len - 1] != '}')
+        return -EINVAL;
+    n = (size_t)(ch + len - 1 - (open + 1));
+    if (n == 0 || n >= roomlen)
+        return -EINVAL;
+    memcpy(room, open + 1, n);
+    room[n] = '\0';
+    return 0;
+}
+
+static void report_state(store_t *st)
+{
+    int up = st->cmd_ready && st->sub_ready;
+
+    if (up == st->up)
+        return;
+    st->up = up;
+    if (up) {
+        st->backoff_ms = BACKOFF_MIN_MS;
+        uv_timer_stop(&st->timer);
+        log_info("store", "connected to Redis at %s:%d/%d",
+                 st->cfg->redis_host, st->cfg->redis_port, st->cfg->redis_db);
+    }
+    if (st->done) {
+        void (*done)(int, void *) = st->done;
+
+        st->done = NULL;
+        done(0, st->arg);
+        return;
+    }
+    if (st->events.connection)
+        st->events.connection(up, st->arg);
+}
+
+static void fail_start(store_t *st, int status)
+{
+    void (*done)(int, void *) = st->done;
+
+    st->done = NULL;
+    if (done)
+        done(status, st->arg);
+}
+
+/* Closes both connections; the disconnect callback schedules a retry. */
+static void drop_connections(store_t *st)
+{
+    if (st->cmd)
+        redisAsyncDisconnect(st->cmd);
+    if (st->sub)
+        redisAsyncDisconnect(st->sub);
+}
+
+static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    store_t *st = ac->data;
+    redisReply *reply = r;
+    int last = priv != NULL;
+
+    if (!reply)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("store", "Redis rejected start-up command: %s",
+                  reply->str);
+        if (st->done) {
+            fail_start(st, -EPROTO);
+            return;
+        }
+        drop_connections(st);
+        return;
+    }
+    if (!last)
+        return;
+    if (ac == st->cmd)
+        st->cmd_ready = 1;
+    else
+        st->sub_ready = 1;
+    report_state(st);
+}
+
+static void send_setup(store_t *st, redisAsyncContext *ac)
+{
+    char db[16];
+    const char *select_argv[] = {"SELECT", db};
+    size_t select_len[] = {6, 0};
+    const char *load_argv[] = {"FUNCTION", "LOAD", "REPLACE",
+                               store_lua_library};
+    size_t load_len[] = {8, 4, 7, sizeof(store_lua_library) - 1};
+    int is_cmd = ac == st->cmd;
+
+    snprintf(db, sizeof(db), "%d", st->cfg->redis_db);
+    select_len[1] = strlen(db);
+    redisAsyncCommandArgv(ac, on_setup_reply, is_cmd ? NULL : st, 2,
+                          select_argv, select_len);
+    if (is_cmd)
+        redisAsyncCommandArgv(ac, on_setup_reply, st, 4, load_argv,
+                              load_len);
+}
+
+static void schedule_reconnect(store_t *st);
+
+/* Called when a connection is gone or failed to connect. Both connections
+ * go down and come back together: the reconnect timer frees a survivor. */
+static void connection_gone(store_t *st)
+{
+    if (st->stopping || st->done)
+        return;
+    map_free(&st->subs);
+    report_state(st);
+    if (!uv_is_active((uv_handle_t *)&st->timer))
+        schedule_reconnect(st);
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    store_t *st = ac->data;
+
+    if (status != REDIS_OK) {
+        /* hiredis frees ac itself and will not call on_disconnect. */
+        log_error("store", "cannot connect to Redis at %s:%d: %s",
+                  st->cfg->redis_host, st->cfg->redis_port,
+                  ac->errstr[0] ? ac->errstr : "connection failed");
+        if (ac == st->cmd)
+            st->cmd = NULL;
+        else
+            st->sub = NULL;
+        if (st->done) {
+            fail_start(st, -ECONNREFUSED);
+            return;
+        }
+        connection_gone(st);
+        return;
+    }
+    redisEnableKeepAlive(&ac->c);
+    send_setup(st, ac);
+}
+
+static void on_disconnect(const redisAsyncContext *cac, int status)
+{
+    store_t *st = cac->data;
+
+    if (cac == st->cmd) {
+        st->cmd = NULL;
+        st->cmd_ready = 0;
+    } else if (cac == st->sub) {
+        st->sub = NULL;
+        st->sub_ready = 0;
+    }
+    if (!st->stopping && status != REDIS_OK)
+        log_error("store", "lost Redis connection: %s",
+                  cac->errstr[0] ? cac->errstr : "closed");
+    if (st->done) {
+        fail_start(st, -ECONNRESET);
+        return;
+    }
+    connection_gone(st);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    store_t *st = t->data;
+
+    if (st->done) {
+        log_error("store",
+                  "timed out connecting to Redis at %s:%d after %d ms",
+                  st->cfg->redis_host, st->cfg->redis_port,
+                  st->cfg->redis_timeout_ms);
+        fail_start(st, -ETIMEDOUT);
+        return;
+    }
+    if (st->cmd || st->sub) {
+        /* Free what is left of the last attempt, then try again. */
+        redisAsyncContext *cmd = st->cmd, *sub = st->sub;
+
+        st->cmd = st->sub = NULL;
+        st->cmd_ready = st->sub_ready = 0;
+        if (cmd)
+            redisAsyncFree(cmd);
+        if (sub)
+            redisAsyncFree(sub);
+        schedule_reconnect(st);
+        return;
+    }
+    log_info("store", "reconnecting to Redis at %s:%d", st->cfg->redis_host,
+             st->cfg->redis_port);
+    if (connect_both(st) < 0)
+        schedule_reconnect(st);
+}
+
+static void schedule_reconnect(store_t *st)
+{
+    uv_timer_start(&st->timer, on_timer, (uint64_t)st->backoff_ms, 0);
+    st->backoff_ms *= 2;
+    if (st->backoff_ms > BACKOFF_MAX_MS)
+        st->backoff_ms = BACKOFF_MAX_MS;
+}
+
+static redisAsyncContext *connect_one(store_t *st)
+{
+    redisAsyncContext *ac =
+        redisAsyncConnect(st->cfg->redis_host, st->cfg->redis_port);
+
+    if (!ac)
+        return NULL;
+    if (ac->err) {
+        log_error("store", "cannot connect to Redis at %s:%d: %s",
+                  st->cfg->redis_host, st->cfg->redis_port, ac->errstr);
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->data = st;
+    redisLibuvAttach(ac, st->loop);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    return ac;
+}
+
+static int connect_both(store_t *st)
+{
+    st->cmd = connect_one(st);
+    st->sub = st->cmd ? connect_one(st) : NULL;
+    if (!st->cmd || !st->sub) {
+        if (st->cmd)
+            redisAsyncFree(st->cmd);
+        st->cmd = st->sub = NULL;
+        return -ECONNREFUSED;
+    }
+
+    /* The timer bounds the connect: the libuv adapter of hiredis 0.14
+     * drops poll errors, so a refused connect may never call back. */
+    uv_timer_start(&st->timer, on_timer, (uint64_t)st->cfg->redis_timeout_ms,
+                   0);
+    return 0;
+}
+
+int store_start(store_t **out, uv_loop_t *loop, const config_t *cfg,
+                const store_events_t *events, void *arg,
+                void (*done)(int status, void *arg))
+{
+    store_t *st = calloc(1, sizeof(*st));
+
+    if (!st)
+        return -ENOMEM;
+    st->loop = loop;
+    st->cfg = cfg;
+    st->events = *events;
+    st->arg = arg;
+    st->done = done;
+    st->backoff_ms = BACKOFF_MIN_MS;
+    map_init(&st->subs);
+    uv_timer_init(loop, &st->timer);
+    st->timer.data = st;
+    *out = st;
+
+    if (connect_both(st) < 0) {
+        /* Report through the loop, as every other start-up failure. */
+        uv_timer_start(&st->timer, on_timer, 0, 0);
+    }
+    return 0;
+}
+
+static void free_store(uv_handle_t *h)
+{
+    store_t *st = h->data;
+
+    map_free(&st->subs);
+    free(st);
+}
+
+void store_stop(store_t *st)
+{
+    st->stopping = 1;
+    st->done = NULL;
+    if (st->cmd)
+        redisAsyncDisconnect(st->cmd);
+    if (st->sub)
+        redisAsyncDisconnect(st->sub);
+    uv_timer_stop(&st->timer);
+    uv_close((uv_handle_t *)&st->timer, free_store);
+}
+
+int store_is_up(const store_t *st)
+{
+    return st->up;
+}
+
+/* Subscriptions */
+
+static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    store_t *st = priv;
+    redisReply *reply = r;
+    char room[PROTO_ROOM_MAX + 1];
+    const redisReply *kind;
+    const redisReply *ch;
+
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+        return;
+    kind = reply->element[0];
+    ch = reply->element[1];
+    if (kind->type != REDIS_REPLY_STRING || ch->type != REDIS_REPLY_STRING)
+        return;
+    if (room_from_channel(ch->str, ch->len, room, sizeof(room)) < 0)
+        return;
+
+    if (strcmp(kind->str, "subscribe") == 0) {
+        map_put(&st->subs, room, (void *)2, NULL);
+        if (st->events.subscribed)
+            st->events.subscribed(room, st->arg);
+        return;
+    }
+    if (strcmp(kind->str, "message") == 0 &&
+        reply->element[2]->type == REDIS_REPLY_STRING) {
+        const redisReply *p = reply->element[2];
+        const char *space = memchr(p->str, ' ', p->len);
+        char *end;
+        uint64_t seq;
+
+        if (!space) {
+            log_warn("store", "room %s: malformed message on channel", room);
+            return;
+        }
+        seq = strtoull(p->str, &end, 10);
+        if (end != space || seq == 0) {
+            log_warn("store", "room %s: malformed seq on channel", room);
+            return;
+        }
+        st->events.message(room, seq, space + 1,
+                           p->len - (size_t)(space + 1 - p->str), st->arg);
+    }
+}
+
+int store_subscribe(store_t *st, const char *room)
+{
+    char ch[PROTO_ROOM_MAX + 32];
+    const char *argv[2] = {"SUBSCRIBE", ch};
+    size_t lens[2] = {9, 0};
+
+    if (!st->up)
+        return -ENOTCONN;
+    if (map_get(&st->subs, room))
+        return 0;
+    channel_name(st, room, ch, sizeof(ch));
+    lens[1] = strlen(ch);
+    if (map_put(&st->subs, room, (void *)1, NULL) < 0)
+        return -ENOMEM;
+    if (redisAsyncCommandArgv(st->sub, on_sub_reply, st, 2, argv, lens) !=
+        REDIS_OK) {
+        map_remove(&st->subs, room);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Commands */
+
+static req_t *new_req(store_t *st, req_kind_t kind, void *cb, void *arg)
+{
+    req_t *req = malloc(sizeof(*req));
+
+    if (!req)
+        return NULL;
+    req->st = st;
+    req->kind = kind;
+    req->cb = cb;
+    req->arg = arg;
+    return req;
+}
+
+static int reply_failed(const redisReply *reply, const char *what)
+{
+    if (!reply)
+        return 1;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("store", "%s failed: %s", what, reply->str);
+        return 1;
+    }
+    return 0;
+}
+
+static uint64_t reply_u64(const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_INTEGER)
+        return (uint64_t)r->integer;
+    if (r->type == REDIS_REPLY_STRING)
+        return strtoull(r->str, NULL, 10);
+    return 0;
+}
+
+static void on_apply_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    req_t *req = priv;
+    store_apply_cb cb = (store_apply_cb)req->cb;
+    redisReply *reply = r;
+    uint64_t seq;
+
+    if (reply_failed(reply, "al_apply") || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements < 1) {
+        cb(-EIO, 0, req->arg);
+    } else {
+        seq = reply_u64(reply->element[0]);
+        cb(seq ? 0 : 1, seq, req->arg);
+    }
+    free(req);
+}
+
+static void room_keys(const char *room, char keys[4][PROTO_ROOM_MAX + 16])
+{
+    snprintf(keys[0], sizeof(keys[0]), "al:{%s}:objs", room);
+    snprintf(keys[1], sizeof(keys[1]), "al:{%s}:revs", room);
+    snprintf(keys[2], sizeof(keys[2]), "al:{%s}:seq", room);
+    snprintf(keys[3], sizeof(keys[3]), "al:{%s}:log", room);
+}
+
+int store_apply(store_t *st, const char *room, const char *body,
+                size_t body_len, const store_write_t *writes, size_t n,
+                store_apply_cb cb, void *arg)
+{
+    char keys[4][PROTO_ROOM_MAX + 16];
+    char ch[PROTO_ROOM_MAX + 32];
+    char max[24], count[24];
+    char (*revs)[24];
+    size_t argc = 3 + 4 + 4 + 3 * n;
+    const char **argv;
+    size_t *lens;
+    req_t *req;
+    size_t i = 0;
+    int r = -ENOMEM;
+
+    if (!st->up)
+        return -ENOTCONN;
+    argv = malloc(argc * sizeof(*argv));
+    lens = malloc(argc * sizeof(*lens));
+    revs = malloc((n ? n : 1) * sizeof(*revs));
+    req = new_req(st, REQ_APPLY, (void *)cb, arg);
+    if (!argv || !lens || !revs || !req)
+        goto out;
+
+    room_keys(room, keys);
+    channel_name(st, room, ch, sizeof(ch));
+    snprintf(max, sizeof(max), "%" PRIu64, st->cfg->stream_max);
+    snprintf(count, sizeof(count), "%zu", n);
+
+#define ARG(s, l) (argv[i] = (s), lens[i] = (l), i++)
+    ARG("FCALL", 5);
+    ARG("al_apply", 8);
+    ARG("4", 1);
+    for (int k = 0; k < 4; k++)
+        ARG(keys[k], strlen(keys[k]));
+    ARG(ch, strlen(ch));
+    ARG(max, strlen(max));
+    ARG(body, body_len);
+    ARG(count, strlen(count));
+    for (size_t w = 0; w < n; w++) {
+        snprintf(revs[w], sizeof(revs[w]), "%" PRIu64,
+                 writes[w].expected_rev);
+        ARG(writes[w].id, strlen(writes[w].id));
+        ARG(revs[w], strlen(revs[w]));
+        ARG(writes[w].blob, writes[w].blob_len);
+    }
+#undef ARG
+
+    r = redisAsyncCommandArgv(st->cmd, on_apply_reply, req, (int)argc, argv,
+                              lens) == REDIS_OK
+            ? 0
+            : -EIO;
+    if (r == 0)
+        req = NULL;
+out:
+    free(argv);
+    free(lens);
+    free(revs);
+    free(req);
+    return r;
+}
+
+/* Parses an al_load reply into parallel arrays. Returns 0 or -EPROTO. */
+static int parse_load(const redisReply *reply, store_room_t *room,
+                      map_t *revs_by_id)
+{
+    const redisReply *objs, *revs;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+        return -EPROTO;
+    objs = reply->element[1];
+    revs = reply->element[2];
+    if (objs->type != REDIS_REPLY_ARRAY || revs->type != REDIS_REPLY_ARRAY ||
+        objs->elements % 2 || revs->elements % 2)
+        return -EPROTO;
+    room->seq = reply_u64(reply->element[0]);
+    room->n = objs->elements / 2;
+
+    for (size_t i = 0; i + 1 < revs->elements; i += 2)
+        if (map_put(revs_by_id, revs->element[i]->str,
+                    revs->element[i + 1], NULL) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
+static void on_load_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    req_t *req = priv;
+    store_load_cb cb = (store_load_cb)req->cb;
+    redisReply *reply = r;
+    store_room_t room = {0};
+    map_t revs_by_id;
+    const char **ids = NULL, **blobs = NULL;
+    size_t *lens = NULL;
+    uint64_t *revs = NULL;
+    int status;
+
+    map_init(&revs_by_id);
+    if (reply_failed(reply, "al_load")) {
+        status = -EIO;
+        goto done;
+    }
+    status = parse_load(reply, &room, &revs_by_id);
+    if (status < 0)
+        goto done;
+
+    ids = malloc((room.n + 1) * sizeof(*ids));
+    blobs = malloc((room.n + 1) * sizeof(*blobs));
+    lens = malloc((room.n + 1) * sizeof(*lens));
+    revs = malloc((room.n + 1) * sizeof(*revs));
+    if (!ids || !blobs || !lens || !revs) {
+        status = -ENOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < room.n; i++) {
+        const redisReply *id = reply->element[1]->element[2 * i];
+        const redisReply *blob = reply->element[1]->element[2 * i + 1];
+        const redisReply *rev = map_get(&revs_by_id, id->str);
+
+        ids[i] = id->str;
+        blobs[i] = blob->str;
+        lens[i] = blob->len;
+        revs[i] = rev ? reply_u64(rev) : 0;
+    }
+    room.ids = ids;
+    room.blobs = blobs;
+    room.blob_lens = lens;
+    room.revs = revs;
+
+done:
+    cb(status, status < 0 ? NULL : &room, req->arg);
+    map_free(&revs_by_id);
+    free(ids);
+    free(blobs);
+    free(lens);
+    free(revs);
+    free(req);
+}
+
+int store_load(store_t *st, const char *room, store_load_cb cb, void *arg)
+{
+    char keys[4][PROTO_ROOM_MAX + 16];
+    const char *argv[6];
+    size_t lens[6];
+    req_t *req;
+
+    if (!st->up)
+        return -ENOTCONN;
+    req = new_req(st, REQ_LOAD, (void *)cb, arg);
+    if (!req)
+        return -ENOMEM;
+    room_keys(room, keys);
+    argv[0] = "FCALL";
+    argv[1] = "al_load";
+    argv[2] = "3";
+    argv[3] = keys[0];
+    argv[4] = keys[1];
+    argv[5] = keys[2];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    if (redisAsyncCommandArgv(st->cmd, on_load_reply, req, 6, argv, lens) !=
+        REDIS_OK) {
+        free(req);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Reads one XRANGE entry [id, [field, value, ...]] into e. */
+static int parse_entry(const redisReply *r, store_entry_t *e)
+{
+    const redisReply *fields;
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return -EPROTO;
+    fields = r->element[1];
+    e->seq = strtoull(r->element[0]->str, NULL, 10);
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        if (strcmp(fields->element[i]->str, "e") == 0) {
+            e->body = fields->element[i + 1]->str;
+            e->len = fields->element[i + 1]->len;
+            return 0;
+        }
+    }
+    return -EPROTO;
+}
+
+static void on_range_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    req_t *req = priv;
+    store_range_cb cb = (store_range_cb)req->cb;
+    redisReply *reply = r;
+    store_entry_t *entries = NULL;
+    const redisReply *list;
+    uint64_t first = 0;
+    int status = 0;
+    size_t n = 0;
+
+    if (reply_failed(reply, "al_range") || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements != 2 ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY) {
+        status = -EIO;
+        goto done;
+    }
+    first = reply_u64(reply->element[0]);
+    list = reply->element[1];
+    entries = calloc(list->elements + 1, sizeof(*entries));
+    if (!entries) {
+        status = -ENOMEM;
+        goto done;
+    }
+    for (n = 0; n < list->elements; n++) {
+        if (parse_entry(list->element[n], &entries[n]) < 0) {
+            status = -EPROTO;
+            break;
+        }
+    }
+
+done:
+    cb(status, entries, status < 0 ? 0 : n, first, req->arg);
+    free(entries);
+    free(req);
+}
+
+int store_range(store_t *st, const char *room, uint64_t after, size_t count,
+                store_range_cb cb, void *arg)
+{
+    char key[PROTO_ROOM_MAX + 16];
+    char from[24], num[24];
+    const char *argv[6] = {"FCALL", "al_range", "1", key, from, num};
+    size_t lens[6];
+    req_t *req;
+
+    if (!st->up)
+        return -ENOTCONN;
+    req = new_req(st, REQ_RANGE, (void *)cb, arg);
+    if (!req)
+        return -ENOMEM;
+    snprintf(key, sizeof(key), "al:{%s}:log", room);
+    snprintf(from, sizeof(from), "%" PRIu64, after);
+    snprintf(num, sizeof(num), "%zu", count);
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    if (redisAsyncCommandArgv(st->cmd, on_range_reply, req, 6, argv, lens) !=
+        REDIS_OK) {
+        free(req);
+        return -EIO;
+    }
+    return 0;
+}

@@ -1,0 +1,103 @@
+/*
+ * The Redis store: two hiredis async connections on the server's libuv loop,
+ * one for commands and one for SUBSCRIBE, and the server-side Redis
+ * functions that apply edits atomically.
+ *
+ * Every callback runs on the loop thread. A callback with status < 0 means
+ * Redis was unreachable or answered with an error; nothing was written then
+ * unless the status says otherwise.
+ */
+#ifndef AL_STORE_H
+#define AL_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+
+typedef struct store store_t;
+
+/* Notifications from the store to its owner. */
+typedef struct {
+    /* Redis became reachable (up = 1) or was lost (up = 0). */
+    void (*connection)(int up, void *arg);
+    /* SUBSCRIBE to a room's channel was confirmed. */
+    void (*subscribed)(const char *room, void *arg);
+    /* An event arrived on a room's channel. body is msgpack, valid only
+     * during the call. */
+    void (*message)(const char *room, uint64_t seq, const char *body,
+                    size_t len, void *arg);
+} store_events_t;
+
+/* One object write of an apply: the object's new msgpack record and the
+ * revision the writer computed it from (0 for an object that is new). */
+typedef struct {
+    const char *id;
+    uint64_t expected_rev;
+    const char *blob;
+    size_t blob_len;
+} store_write_t;
+
+/* Objects of a room as loaded: parallel arrays, valid during the callback. */
+typedef struct {
+    uint64_t seq;
+    size_t n;
+    const char **ids;
+    const char **blobs;
+    const size_t *blob_lens;
+    const uint64_t *revs;
+} store_room_t;
+
+/* Events of a room's stream, valid during the callback. */
+typedef struct {
+    uint64_t seq;
+    const char *body;
+    size_t len;
+} store_entry_t;
+
+/* status: 0 applied as seq; 1 stale (another write came first; nothing
+ * written); < 0 failed. */
+typedef void (*store_apply_cb)(int status, uint64_t seq, void *arg);
+typedef void (*store_load_cb)(int status, const store_room_t *room,
+                              void *arg);
+typedef void (*store_range_cb)(int status, const store_entry_t *entries,
+                               size_t n, uint64_t first_seq, void *arg);
+
+/*
+ * Connects both connections and loads the Redis functions. done is called
+ * once: with 0 when ready, or a negative code after logging why.
+ * Returns 0, or -ENOMEM.
+ */
+int store_start(store_t **out, uv_loop_t *loop, const config_t *cfg,
+                const store_events_t *events, void *arg,
+                void (*done)(int status, void *arg));
+
+/* Disconnects and frees the store once its callbacks have run; pending
+ * callbacks receive a failure status. */
+void store_stop(store_t *st);
+
+/* Returns 1 while both connections are up. */
+int store_is_up(const store_t *st);
+
+/* Subscribes to room's channel; events->subscribed follows. Subscribing
+ * twice is a no-op. Returns 0 or a negative code when Redis is down. */
+int store_subscribe(store_t *st, const char *room);
+
+/* Writes objects and the event body atomically when every expected
+ * revision still holds, assigning the room's next seq, appending to the
+ * stream and publishing. Returns 0 or a negative code (cb not called). */
+int store_apply(store_t *st, const char *room, const char *body,
+                size_t body_len, const store_write_t *writes, size_t n,
+                store_apply_cb cb, void *arg);
+
+/* Loads the room's seq and objects in one atomic read. */
+int store_load(store_t *st, const char *room, store_load_cb cb, void *arg);
+
+/* Reads up to count stream events with seq > after. first_seq is the seq
+ * of the oldest event still in the stream (0 when it is empty), so a caller
+ * can tell when the stream no longer reaches back to after + 1. */
+int store_range(store_t *st, const char *room, uint64_t after, size_t count,
+                store_range_cb cb, void *arg);
+
+#endif
