@@ -56,6 +56,20 @@ void msg_clear(msg_t *msg);
  * Decodes one client message from len bytes of JSON text.
  * Returns 0 with msg filled (the caller clears it), or a negative errno
  * with err filled: -EINVAL for bad input, -E2BIG over a limit, -ENOMEM.
+ *
+ * msg need not be initialised, and its old contents are not freed; on
+ * failure it is left empty. limits may be NULL for the defaults.
+ *
+ * A message over a limit gives MSG_ERR_TOO_LARGE and -E2BIG: more than
+ * max_message bytes, more than max_ops ops, more than max_fields fields in
+ * one op, or nesting deeper than max_depth levels. Each array or object is
+ * a level, so the message object itself is level 1.
+ * Text that is not JSON, has duplicate keys or is not an object gives
+ * MSG_ERR_INVALID_JSON. An unknown "type" gives MSG_ERR_UNKNOWN_TYPE.
+ * Any other bad member gives MSG_ERR_INVALID_MESSAGE with the member's
+ * path, such as "ops[3].base: ...". An empty "ops" array is invalid.
+ * Unknown members are ignored, but a member of another op type (such as
+ * "set" in a create) is invalid.
  */
 int msg_decode_json(const char *buf, size_t len, const proto_limits_t *limits,
                     msg_t *msg, msg_error_t *err);
@@ -63,12 +77,21 @@ int msg_decode_json(const char *buf, size_t len, const proto_limits_t *limits,
 /*
  * Parses one op from its JSON form (as in "ops" messages and in events).
  * In events the ops carry "vv" and no "base"; pass is_event = 1 to read
- * "vv" into op->base instead. Returns 0, -EINVAL with err, or -ENOMEM.
+ * "vv" into op->base instead (for creates too). op need not be
+ * initialised; on failure it is left empty. limits may be NULL. Returns 0,
+ * -EINVAL with err, -E2BIG with err when the op writes more than
+ * limits->max_fields fields, or -ENOMEM. Messages name the member relative
+ * to the op, such as "base: ...".
  */
 int msg_op_from_json(const json_t *j, const proto_limits_t *limits,
                      int is_event, op_t *op, char *err, size_t errlen);
 
-/* Builders of server messages. Each returns a new reference or NULL. */
+/* Builders of server messages. Each returns a new reference or NULL.
+ * msg_error_json() omits "room" when err->room is "" and "opseq" when
+ * err->opseq is 0. msg_ack_json() omits "seq" when seq is 0; each result
+ * contains "vv" unless it is rejected, "message" only when rejected, and
+ * "conflicts" when the result has them. ids[i] names results[i]; a NULL ids
+ * or ids[i] leaves "id" out. */
 json_t *msg_error_json(const msg_error_t *err);
 json_t *msg_ack_json(const char *room, uint64_t opseq, uint64_t seq,
                      const char *const *ids, const op_result_t *results,
@@ -76,7 +99,8 @@ json_t *msg_ack_json(const char *room, uint64_t opseq, uint64_t seq,
 json_t *msg_left_json(const char *room);
 
 /* Builds the op as an event shows it: {op, id, kind?, fields?, set?, unset?,
- * vv}. */
+ * vv}. kind and fields appear for creates, set and unset for updates, each
+ * only when the op has it. The values are shared with op, not copied. */
 json_t *msg_event_op_json(const op_t *op, const vv_t *vv);
 
 #endif

@@ -36,8 +36,24 @@ int proto_token_valid(const char *s, size_t len, size_t max);
 /* Returns 1 when kind is one of the object kinds of the protocol. */
 int proto_kind_valid(const char *kind);
 
+/* Writes s (len bytes) into buf as a double-quoted string for error
+ * messages. Control characters become '?', and a string over 40 bytes is
+ * cut at a character boundary and ends in "...", so valid UTF-8 stays
+ * valid. buf is NUL-terminated when buflen > 0. Returns buf. */
+const char *proto_quote(const char *s, size_t len, char *buf, size_t buflen);
+
+struct json_t;
+
+/* Writes a short description of a JSON value for error messages: a quoted
+ * string as proto_quote() writes it, the number, true, false or null, or
+ * "an array", "an object", and "nothing" for NULL. Returns buf. */
+const char *proto_json_describe(const struct json_t *j, char *buf,
+                                size_t buflen);
+
 /* Formats a message into err (errlen bytes; err may be NULL) and returns
- * code, so that callers can write `return proto_fail(err, n, -EINVAL, ...)`. */
+ * code, so that callers can write `return proto_fail(err, n, -EINVAL, ...)`.
+ * A message too long for err is cut at a character boundary, so it stays
+ * valid UTF-8 when the arguments are. */
 int proto_fail(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

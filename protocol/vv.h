@@ -41,10 +41,12 @@ int vv_copy(vv_t *dst, const vv_t *src);
 /* Returns the counter of actor, 0 when absent. */
 uint64_t vv_get(const vv_t *vv, const char *actor);
 
-/* Sets actor's counter (counter >= 1). Returns 0 or -ENOMEM. */
+/* Sets actor's counter (counter >= 1). Returns 0, -EINVAL for a NULL actor
+ * or a counter outside 1..VV_COUNTER_MAX, or -ENOMEM. */
 int vv_set(vv_t *vv, const char *actor, uint64_t counter);
 
-/* Adds one to actor's counter and stores the new value in *counter.
+/* Adds one to actor's counter and stores the new value in *counter (when
+ * counter is not NULL).
  * Returns 0, -ENOMEM, or -ERANGE past VV_COUNTER_MAX. */
 int vv_bump(vv_t *vv, const char *actor, uint64_t *counter);
 
@@ -63,7 +65,8 @@ int vv_equal(const vv_t *a, const vv_t *b);
 /* Parses a JSON object {actor: counter}. Each actor must be 1..VV_ACTOR_MAX
  * printable ASCII bytes, each counter an integer in 1..VV_COUNTER_MAX.
  * Returns 0, or -EINVAL with a message naming the bad entry in err
- * (errlen bytes, may be NULL), or -ENOMEM. vv must be initialised. */
+ * (errlen bytes, may be NULL), or -ENOMEM. vv must be initialised; its old
+ * entries are replaced on success and kept on failure. */
 int vv_from_json(vv_t *vv, const json_t *obj, char *err, size_t errlen);
 
 /* Returns a new JSON object {actor: counter}, or NULL on allocation failure. */
