@@ -1,0 +1,345 @@
+/**
+ * The `annolive` command: import COCO and labelme files into a room, export a room as
+ * COCO, and watch a room's events.
+ *
+ * main() returns the exit code: 0 on success, 1 for runtime failures (connection, server,
+ * ops that did not apply) and 2 for usage errors (options, input files).
+ */
+
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { splitBatches, REFERENCED_KINDS, Tally } from './batches.js';
+import { AnnoliveClient } from './client.js';
+import { cocoToOps, isCoco, objectsToCoco } from './coco.js';
+import { losslessJson, parse as parseJson } from './json.js';
+import { isLabelme, labelmeToOps } from './labelme.js';
+
+const ROOM = /^[A-Za-z0-9._:-]{1,128}$/;
+const DEFAULT_BATCH = 500;
+// The server's default message limit is 1 MiB; this leaves room for a server configured a little lower.
+const DEFAULT_MAX_BYTES = 1000000;
+const UNAVAILABLE_RETRIES = 3;
+const MAX_LISTED = 20;
+
+/** An error in the command line or its input files: exit code 2. */
+class UsageError extends Error {}
+
+const COMMON_OPTIONS = {
+  url: { type: 'string' },
+  room: { type: 'string' },
+  actor: { type: 'string' },
+  timeout: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const COMMON_HELP = `  --url URL        server WebSocket URL, for example ws://127.0.0.1:7700 (/v1/ws is added
+                   when the path is empty)
+  --room ROOM      room name, [A-Za-z0-9._:-]{1,128}, for example project:42
+  --actor ID       actor id of this process (default: a random id)
+  --timeout MS     time limit for each server reply, in milliseconds (default 30000)
+  -h, --help       print this help`;
+
+const HELP = {
+  main: `Usage: annolive <command> [options]
+
+Commands:
+  import    send the objects of COCO or labelme files to a room
+  export    print a room's objects as COCO instances JSON
+  watch     print a room's events, one JSON line each
+
+Run annolive <command> --help for its options.`,
+  import: `Usage: annolive import --url URL --room ROOM [options] FILE...
+
+Sends the objects of COCO instances files (with "images" and "annotations") and labelme
+files (with "shapes") as create ops. Categories, items and the COCO dataset tag go first,
+then annotations. Object ids are deterministic, so a second import of a file reports
+"conflict:exists" for each object instead of making copies. Counts per outcome go to stderr.
+Exits 1 when an op was rejected or conflicted for another reason than "exists".
+
+Options:
+${COMMON_HELP}
+  --batch N        maximum ops per batch (default ${DEFAULT_BATCH})
+  --max-bytes N    maximum bytes per ops message (default ${DEFAULT_MAX_BYTES})
+  --prefix P       object id prefix (default "coco:" for COCO files, "labelme:" for labelme
+                   files, where the file's base name follows it)
+  --fail-on-exists exit 1 when an object id exists already; such objects are not compared
+                   with the file, so this catches imports that reuse another file's ids`,
+  export: `Usage: annolive export --url URL --room ROOM --format coco
+
+Prints the room's snapshot as COCO instances JSON on stdout. Objects that COCO cannot
+express are listed on stderr.
+
+Options:
+${COMMON_HELP}
+  --format coco    output format; coco is the only one`,
+  watch: `Usage: annolive watch --url URL --room ROOM
+
+Joins the room and prints each event message as one JSON line on stdout until SIGINT or
+SIGTERM (exit 0) or until the server closes the connection (exit 1). Diagnostics go to stderr.
+
+Options:
+${COMMON_HELP}`,
+};
+
+const COMMANDS = {
+  import: {
+    options: {
+      ...COMMON_OPTIONS,
+      batch: { type: 'string' },
+      'max-bytes': { type: 'string' },
+      prefix: { type: 'string' },
+      'fail-on-exists': { type: 'boolean' },
+    },
+    positionals: true,
+    run: runImport,
+  },
+  export: { options: { ...COMMON_OPTIONS, format: { type: 'string' } }, positionals: false, run: runExport },
+  watch: { options: COMMON_OPTIONS, positionals: false, run: runWatch },
+};
+
+/**
+ * Runs the command line.
+ * @param {string[]} argv arguments after the program name.
+ * @param {{stdout?: NodeJS.WritableStream, stderr?: NodeJS.WritableStream, signals?: NodeJS.EventEmitter}} [io]
+ * @returns {Promise<number>} exit code.
+ */
+export async function main(argv, io = {}) {
+  const out = io.stdout ?? process.stdout;
+  const err = io.stderr ?? process.stderr;
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    (name === undefined ? err : out).write(`${HELP.main}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    err.write(`annolive: unknown command ${JSON.stringify(name)}; use import, export or watch (see annolive --help)\n`);
+    return 2;
+  }
+  const log = (line) => err.write(`annolive ${name}: ${line}\n`);
+  try {
+    const { values, positionals } = parseOptions(name, command, rest);
+    if (values.help) {
+      out.write(`${HELP[name]}\n`);
+      return 0;
+    }
+    return await command.run(values, positionals, { out, log, signals: io.signals ?? process });
+  } catch (error) {
+    log(error.message);
+    return error instanceof UsageError ? 2 : 1;
+  }
+}
+
+function parseOptions(name, command, args) {
+  try {
+    return parseArgs({ args, options: command.options, allowPositionals: command.positionals, strict: true });
+  } catch (error) {
+    // parseArgs adds a second sentence about '--' that does not apply here.
+    const reason = error.message.replace(/\. .*$/s, '');
+    throw new UsageError(`${reason}; see annolive ${name} --help`);
+  }
+}
+
+function requireConnection(values) {
+  if (!values.url) throw new UsageError('missing --url; pass the server URL, for example --url ws://127.0.0.1:7700');
+  if (!values.room) throw new UsageError('missing --room; pass the room name, for example --room project:42');
+  if (!ROOM.test(values.room)) {
+    throw new UsageError(`invalid --room ${JSON.stringify(values.room)}: use 1 to 128 characters of A-Z a-z 0-9 . _ : -`);
+  }
+  const timeoutMs = positiveInteger(values.timeout, '--timeout', 30000);
+  try {
+    return new AnnoliveClient(values.url, { actor: values.actor, timeoutMs, json: losslessJson });
+  } catch (error) {
+    // The constructor validates the URL and the actor.
+    throw new UsageError(error.message);
+  }
+}
+
+function positiveInteger(text, option, fallback) {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < 1) {
+    throw new UsageError(`invalid ${option} ${JSON.stringify(text)}: use a positive integer`);
+  }
+  return value;
+}
+
+async function connectAndJoin(client, room, log) {
+  await client.connect();
+  const snapshot = await client.join(room);
+  log(`joined room ${room} at seq ${snapshot.seq} with ${snapshot.objects?.length ?? 0} objects`);
+  return snapshot;
+}
+
+// import
+
+/** Reads and converts every input file before connecting, so a bad file sends nothing. */
+async function readImportOps(files, prefix) {
+  const ops = [];
+  for (const file of files) {
+    let text;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      throw new UsageError(`cannot read ${file}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
+    }
+    let data;
+    try {
+      // A UTF-8 byte order mark is not JSON, but some editors write one.
+      data = parseJson(text.replace(/^\uFEFF/, ''));
+    } catch (error) {
+      throw new UsageError(`cannot import ${file}: ${error.message}`);
+    }
+    try {
+      if (isCoco(data)) {
+        ops.push(...cocoToOps(data, prefix === undefined ? {} : { prefix }));
+      } else if (isLabelme(data)) {
+        ops.push(...labelmeToOps(data, { name: basename(file), prefix }));
+      } else {
+        throw new Error('not COCO instances JSON (no "images" and "annotations" arrays) nor labelme JSON (no "shapes" array)');
+      }
+    } catch (error) {
+      throw new UsageError(`cannot import ${file}: ${error.message}`);
+    }
+  }
+  return ops;
+}
+
+async function runImport(values, files, { log }) {
+  if (files.length === 0) throw new UsageError('missing input files; pass one or more COCO or labelme JSON files');
+  const client = requireConnection(values);
+  const maxOps = positiveInteger(values.batch, '--batch', DEFAULT_BATCH);
+  const maxBytes = positiveInteger(values['max-bytes'], '--max-bytes', DEFAULT_MAX_BYTES);
+  const ops = await readImportOps(files, values.prefix);
+  const referenced = ops.filter((op) => REFERENCED_KINDS.has(op.kind));
+  const annotations = ops.filter((op) => !REFERENCED_KINDS.has(op.kind));
+
+  const tally = new Tally();
+  try {
+    await connectAndJoin(client, values.room, log);
+    for (const phase of [referenced, annotations]) {
+      const { batches, oversized } = splitBatches(phase, { maxOps, maxBytes, actor: client.actor });
+      for (const { op, bytes } of oversized) {
+        tally.addFailure(op.id, 'not_sent:too_large', `the op alone makes a ${bytes}-byte message, over --max-bytes ${maxBytes}`);
+      }
+      for (const batch of batches) await sendBatch(client, values.room, batch, tally, log);
+    }
+  } catch (error) {
+    const sent = tally.counts.size > 0 ? `; stopped after ${tally.summary()}` : '';
+    log(`${error.message}${sent}`);
+    return 1;
+  } finally {
+    await client.close();
+  }
+  return reportImport(ops.length, tally, values['fail-on-exists'], log);
+}
+
+/** Sends one batch and tallies its ack; splits it on too_large and retries on unavailable. */
+async function sendBatch(client, room, batch, tally, log) {
+  let opseq;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const ack = await client.send(room, batch, opseq === undefined ? {} : { opseq });
+      tally.addAck(batch, ack);
+      return;
+    } catch (error) {
+      if (error.code === 'unavailable' && attempt < UNAVAILABLE_RETRIES) {
+        // Nothing of a batch rejected as unavailable was applied, so it is resent under its opseq.
+        opseq = error.details?.opseq;
+        const delayMs = 500 * 2 ** attempt;
+        log(`server unavailable (${error.message}); retrying opseq ${opseq} in ${delayMs} ms`);
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        continue;
+      }
+      if (error.code === 'too_large' && batch.length > 1) {
+        const half = Math.ceil(batch.length / 2);
+        log(`batch of ${batch.length} ops is too large (${error.message}); sending it in two halves`);
+        await sendBatch(client, room, batch.slice(0, half), tally, log);
+        await sendBatch(client, room, batch.slice(half), tally, log);
+        return;
+      }
+      if (error.code === 'closed' || error.code === 'not_connected') throw error;
+      for (const op of batch) tally.addFailure(op.id, `error:${error.code ?? 'client'}`, error.message);
+      return;
+    }
+  }
+}
+
+function reportImport(total, tally, failOnExists, log) {
+  log(`${total} ops: ${tally.summary()}`);
+  const failures = tally.failures.filter((f) => f.outcome !== 'conflict:exists' || failOnExists);
+  for (const failure of failures.slice(0, MAX_LISTED)) {
+    log(`${failure.outcome}: ${failure.id}${failure.message ? `: ${failure.message}` : ''}`);
+  }
+  if (failures.length > MAX_LISTED) log(`... and ${failures.length - MAX_LISTED} more failed ops`);
+  const exists = tally.counts.get('conflict:exists') ?? 0;
+  if (exists > 0 && !failOnExists) {
+    log(`${exists} objects exist already (imported before?) and were left as they are`);
+  }
+  return failures.length > 0 ? 1 : 0;
+}
+
+// export
+
+async function runExport(values, _files, { out, log }) {
+  const format = values.format ?? 'coco';
+  if (format !== 'coco') throw new UsageError(`invalid --format ${JSON.stringify(format)}: coco is the only format`);
+  const client = requireConnection(values);
+  let snapshot;
+  try {
+    snapshot = await connectAndJoin(client, values.room, log);
+  } finally {
+    await client.close();
+  }
+  const { coco, skipped } = objectsToCoco(snapshot.objects ?? []);
+  out.write(`${losslessJson.stringify(coco)}\n`);
+  log(`exported ${coco.images.length} images, ${coco.annotations.length} annotations, ${coco.categories.length} categories`);
+  reportSkipped(skipped, log);
+  return 0;
+}
+
+function reportSkipped(skipped, log) {
+  if (skipped.length === 0) return;
+  const byKind = new Map();
+  for (const { kind } of skipped) byKind.set(kind, (byKind.get(kind) ?? 0) + 1);
+  const counts = [...byKind.entries()].map(([kind, count]) => `${kind} ${count}`).join(', ');
+  log(`${skipped.length} objects have no COCO form and are not in the output (${counts}):`);
+  for (const { id, kind, reason } of skipped.slice(0, MAX_LISTED)) log(`  ${id} (${kind}): ${reason}`);
+  if (skipped.length > MAX_LISTED) log(`  ... and ${skipped.length - MAX_LISTED} more`);
+}
+
+// watch
+
+async function runWatch(values, _files, { out, log, signals }) {
+  const client = requireConnection(values);
+  const closed = new Promise((resolve) => client.on('close', resolve));
+  client.on('event', (message) => out.write(`${losslessJson.stringify(message)}\n`));
+  client.on('error', (message) => log(`server error ${message.code}: ${message.message}`));
+  let stopSignal = null;
+  const stop = (signal) => {
+    stopSignal = signal;
+    client.close();
+  };
+  signals.on('SIGINT', stop);
+  signals.on('SIGTERM', stop);
+  try {
+    try {
+      await connectAndJoin(client, values.room, log);
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
+    const close = await closed;
+    if (close.byClient) {
+      log(`stopped by ${stopSignal ?? 'close'}`);
+      return 0;
+    }
+    log(`the server closed the connection (code ${close.code}${close.reason ? `, ${close.reason}` : ''})`);
+    return 1;
+  } finally {
+    signals.off('SIGINT', stop);
+    signals.off('SIGTERM', stop);
+  }
+}

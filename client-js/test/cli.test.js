@@ -1,0 +1,58 @@
+// Command-line checks that need no server: help, usage errors and exit codes.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../bin/annolive.js', import.meta.url));
+
+function run(...args) {
+  const result = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20000 });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+test('help prints usage on stdout', () => {
+  for (const args of [['--help'], ['import', '--help'], ['export', '--help'], ['watch', '-h']]) {
+    const { code, stdout, stderr } = run(...args);
+    assert.equal(code, 0, args.join(' '));
+    assert.match(stdout, /^Usage: annolive/);
+    assert.equal(stderr, '');
+  }
+});
+
+test('usage errors exit 2 with one line', () => {
+  const cases = [
+    [[], /Usage: annolive/],
+    [['frobnicate'], /unknown command "frobnicate"/],
+    [['export', '--room', 'r'], /missing --url; pass the server URL/],
+    [['export', '--url', 'ws://127.0.0.1:1'], /missing --room/],
+    [['watch', '--url', 'ws://127.0.0.1:1', '--room', 'a b'], /invalid --room "a b"/],
+    [['export', '--url', 'ws://127.0.0.1:1', '--room', 'r', '--format', 'voc'], /invalid --format "voc"/],
+    [['import', '--url', 'ws://127.0.0.1:1', '--room', 'r'], /missing input files/],
+    [['import', '--url', 'ws://127.0.0.1:1', '--room', 'r', '--batch', '0', 'x.json'], /invalid --batch "0"/],
+    [['import', '--url', 'ws://127.0.0.1:1', '--room', 'r', '/nonexistent.json'], /cannot read \/nonexistent\.json: no such file/],
+    [['import', '--url', 'http://127.0.0.1:1', '--room', 'r', 'x.json'], /scheme must be ws: or wss:/],
+    [['watch', '--url', 'ws://127.0.0.1:1', '--room', 'r', '--bogus'], /Unknown option '--bogus'; see annolive watch --help/],
+  ];
+  for (const [args, pattern] of cases) {
+    const { code, stdout, stderr } = run(...args);
+    assert.equal(code, 2, `exit code of ${args.join(' ')}`);
+    assert.equal(stdout, '', `stdout of ${args.join(' ')}`);
+    assert.match(stderr, pattern);
+  }
+});
+
+test('unknown file format is a usage error', () => {
+  const { code, stderr } = run('import', '--url', 'ws://127.0.0.1:1', '--room', 'r', BIN.replace(/bin\/annolive\.js$/, 'package.json'));
+  assert.equal(code, 2);
+  assert.match(stderr, /package\.json: not COCO instances JSON .* nor labelme JSON/);
+});
+
+test('unreachable server exits 1', () => {
+  for (const command of ['export', 'watch']) {
+    const { code, stdout, stderr } = run(command, '--url', 'ws://127.0.0.1:1', '--room', 'r');
+    assert.equal(code, 1, command);
+    assert.equal(stdout, '');
+    assert.match(stderr, /^annolive \w+: cannot connect to ws:\/\/127\.0\.0\.1:1\/v1\/ws: .*is an annolive server listening there\?\n$/);
+  }
+});
