@@ -30,7 +30,6 @@ typedef struct {
     uv_timer_t stop_timer;
     uint64_t stop_deadline;
     int store_status; /* 1 while starting, then 0 or a negative code */
-    int net_started;
     int exit_code;
 } server_t;
 
@@ -43,8 +42,7 @@ static void close_handle(uv_handle_t *h)
 /* Stops everything that keeps the loop alive. */
 static void shut_down(server_t *srv)
 {
-    if (srv->net_started)
-        net_destroy();
+    net_destroy();
     if (srv->store)
         store_stop(srv->store);
     srv->store = NULL;
@@ -96,7 +94,6 @@ static void on_store_ready(int status, void *arg)
         shut_down(srv);
         return;
     }
-    srv->net_started = 1;
     log_info("main", "instance %s ready", srv->cfg.instance);
 }
 
@@ -135,8 +132,7 @@ static void finish(server_t *srv)
 {
     /* libwebsockets 4.1 frees its context only on a second destroy, after
      * the loop has run its close callbacks. */
-    if (srv->net_started)
-        net_destroy();
+    net_destroy();
     if (uv_loop_close(&srv->loop) == UV_EBUSY) {
         uv_walk(&srv->loop, close_leftover, NULL);
         uv_run(&srv->loop, UV_RUN_DEFAULT);

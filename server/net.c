@@ -117,7 +117,11 @@ int net_start(uv_loop_t *loop, const config_t *cfg)
     info.protocols = protocols;
     info.retry_and_idle_policy = &retry;
     info.vhost_name = "annolive";
+    /* A busy port makes lws log two lines of its own; the one below says
+     * it all, so lws stays quiet while the vhost is created. */
+    lws_set_log_level(0, NULL);
     vhost = lws_create_vhost(context, &info);
+    log_route_lws(cfg->log_level);
     if (!vhost) {
         log_error("net", "cannot listen on %s:%d: the address is in use or "
                   "not local to this machine",
@@ -131,6 +135,11 @@ int net_start(uv_loop_t *loop, const config_t *cfg)
 
 void net_destroy(void)
 {
-    if (context)
-        lws_context_destroy(context);
+    static int calls;
+
+    if (!context)
+        return;
+    lws_context_destroy(context);
+    if (++calls == 2)
+        context = NULL;
 }

@@ -9,7 +9,6 @@
 #include "store.h"
 
 #include <errno.h>
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -19,6 +18,7 @@
 
 #include "log.h"
 #include "map.h"
+#include "redis_uv.h"
 #include "store_lua.h"
 
 #define BACKOFF_MIN_MS 100
@@ -39,6 +39,7 @@ struct store {
     int stopping;
 
     uv_timer_t timer; /* connect timeout, then reconnect backoff */
+    int backing_off;  /* the timer waits to reconnect */
     int backoff_ms;
     map_t subs; /* room -> (void *)1 pending, (void *)2 confirmed */
 };
@@ -172,14 +173,20 @@ static void send_setup(store_t *st, redisAsyncContext *ac)
 static void schedule_reconnect(store_t *st);
 
 /* Called when a connection is gone or failed to connect. Both connections
- * go down and come back together: the reconnect timer frees a survivor. */
+ * go down and come back together, so a connected survivor is closed too. */
 static void connection_gone(store_t *st)
 {
     if (st->stopping || st->done)
         return;
     map_free(&st->subs);
     report_state(st);
-    if (!uv_is_active((uv_handle_t *)&st->timer))
+    if (st->cmd && (st->cmd->c.flags & REDIS_CONNECTED))
+        redisAsyncDisconnect(st->cmd);
+    if (st->sub && (st->sub->c.flags & REDIS_CONNECTED))
+        redisAsyncDisconnect(st->sub);
+
+    /* A survivor still connecting is freed when its timeout fires. */
+    if (!st->cmd && !st->sub && !st->backing_off)
         schedule_reconnect(st);
 }
 
@@ -233,6 +240,7 @@ static void on_timer(uv_timer_t *t)
 {
     store_t *st = t->data;
 
+    st->backing_off = 0;
     if (st->done) {
         log_error("store",
                   "timed out connecting to Redis at %s:%d after %d ms",
@@ -262,6 +270,7 @@ static void on_timer(uv_timer_t *t)
 
 static void schedule_reconnect(store_t *st)
 {
+    st->backing_off = 1;
     uv_timer_start(&st->timer, on_timer, (uint64_t)st->backoff_ms, 0);
     st->backoff_ms *= 2;
     if (st->backoff_ms > BACKOFF_MAX_MS)
@@ -282,7 +291,10 @@ static redisAsyncContext *connect_one(store_t *st)
         return NULL;
     }
     ac->data = st;
-    redisLibuvAttach(ac, st->loop);
+    if (redis_uv_attach(ac, st->loop) < 0) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     return ac;
@@ -299,8 +311,7 @@ static int connect_both(store_t *st)
         return -ECONNREFUSED;
     }
 
-    /* The timer bounds the connect: the libuv adapter of hiredis 0.14
-     * drops poll errors, so a refused connect may never call back. */
+    /* The timer bounds a connect that gets no answer at all. */
     uv_timer_start(&st->timer, on_timer, (uint64_t)st->cfg->redis_timeout_ms,
                    0);
     return 0;
