@@ -20,6 +20,7 @@ static const char *const code_names[] = {
     [MSG_ERR_TOO_LARGE] = "too_large",
     [MSG_ERR_UNAVAILABLE] = "unavailable",
     [MSG_ERR_INTERNAL] = "internal",
+    [MSG_ERR_STALE_OPSEQ] = "stale_opseq",
 };
 
 const char *msg_code_name(msg_err_t code)
@@ -335,6 +336,55 @@ static int read_delete(const json_t *j, char *err, size_t errlen)
     return reject_members(j, others, "a delete", err, errlen);
 }
 
+/* Reads a restore. Events give it the kind of the restored object. */
+static int read_restore(const json_t *j, const proto_limits_t *limits,
+                        int is_event, op_t *op, char *err, size_t errlen)
+{
+    static const char *const others[] = {"set", "unset", NULL};
+    json_t *kind = json_object_get(j, "kind");
+    int rc;
+
+    if (reject_members(j, others, "a restore", err, errlen) < 0)
+        return -EINVAL;
+    if (kind != NULL && !is_event)
+        return proto_fail(err, errlen, -EINVAL,
+                          "kind is not allowed in a restore");
+    if (kind != NULL && (!json_is_string(kind) ||
+                         !proto_kind_valid(json_string_value(kind))))
+        return wrong_type("kind", "an object kind", kind, err, errlen);
+    if (kind != NULL && (op->kind = strdup(json_string_value(kind))) == NULL)
+        return -ENOMEM;
+    rc = get_fields(j, "fields", &op->fields, err, errlen);
+    if (rc < 0)
+        return rc;
+    return check_field_count(json_object_size(op->fields), "fields", limits,
+                             err, errlen);
+}
+
+static int read_settings(const json_t *j, const proto_limits_t *limits,
+                         op_t *op, char *err, size_t errlen)
+{
+    static const char *const others[] = {"id", "kind", "fields", "unset",
+                                         NULL};
+    json_t *set;
+    int rc;
+
+    if (reject_members(j, others, "a settings op", err, errlen) < 0 ||
+        get_member(j, "set", 1, &set, err, errlen) < 0)
+        return -EINVAL;
+    rc = get_fields(j, "set", &op->set, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (json_object_size(op->set) == 0)
+        return proto_fail(err, errlen, -EINVAL,
+                          "set must name policy or schema");
+    op->id = strdup(OBJ_ROOM_ID);
+    if (op->id == NULL)
+        return -ENOMEM;
+    return check_field_count(json_object_size(op->set), "set", limits, err,
+                             errlen);
+}
+
 static int read_op_type(const json_t *j, op_type_t *type, char *err,
                         size_t errlen)
 {
@@ -349,33 +399,61 @@ static int read_op_type(const json_t *j, op_type_t *type, char *err,
         *type = OP_UPDATE;
     else if (strcmp(s, "delete") == 0)
         *type = OP_DELETE;
+    else if (strcmp(s, "restore") == 0)
+        *type = OP_RESTORE;
+    else if (strcmp(s, "settings") == 0)
+        *type = OP_SETTINGS;
     else
-        return wrong_type("op", "\"create\", \"update\" or \"delete\"",
+        return wrong_type("op",
+                          "\"create\", \"update\", \"delete\", "
+                          "\"restore\" or \"settings\"",
                           json_object_get(j, "op"), err, errlen);
     return 0;
+}
+
+static int read_id(const json_t *j, op_t *op, char *err, size_t errlen)
+{
+    char id[PROTO_ID_MAX + 1];
+
+    if (get_token(j, "id", id, err, errlen) < 0)
+        return -EINVAL;
+    op->id = strdup(id);
+    return op->id == NULL ? -ENOMEM : 0;
+}
+
+static int read_body(const json_t *j, const proto_limits_t *limits,
+                     int is_event, op_t *op, char *err, size_t errlen)
+{
+    switch (op->type) {
+    case OP_CREATE:
+        return read_create(j, limits, op, err, errlen);
+    case OP_UPDATE:
+        return read_update(j, limits, op, err, errlen);
+    case OP_DELETE:
+        return read_delete(j, err, errlen);
+    case OP_RESTORE:
+        return read_restore(j, limits, is_event, op, err, errlen);
+    case OP_SETTINGS:
+        return read_settings(j, limits, op, err, errlen);
+    }
+    return -EINVAL;
 }
 
 static int read_op(const json_t *j, const proto_limits_t *limits, int is_event,
                    op_t *op, char *err, size_t errlen)
 {
-    char id[PROTO_ID_MAX + 1];
     int rc;
 
     if (!json_is_object(j))
         return wrong_type("op", "an object", j, err, errlen);
-    if (read_op_type(j, &op->type, err, errlen) < 0 ||
-        get_token(j, "id", id, err, errlen) < 0)
+    if (read_op_type(j, &op->type, err, errlen) < 0)
         return -EINVAL;
-    op->id = strdup(id);
-    if (op->id == NULL)
-        return -ENOMEM;
-
-    if (op->type == OP_CREATE)
-        rc = read_create(j, limits, op, err, errlen);
-    else if (op->type == OP_UPDATE)
-        rc = read_update(j, limits, op, err, errlen);
-    else
-        rc = read_delete(j, err, errlen);
+    if (op->type != OP_SETTINGS) {
+        rc = read_id(j, op, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    rc = read_body(j, limits, is_event, op, err, errlen);
     if (rc < 0)
         return rc;
 
@@ -530,7 +608,7 @@ static int read_ops_array(const json_t *ops, const proto_limits_t *limits,
 static int read_ops(const json_t *root, const proto_limits_t *limits,
                     msg_t *msg, char *err, size_t errlen)
 {
-    json_t *ops;
+    json_t *ops, *atomic;
     size_t n;
 
     if (get_room(root, msg->room, err, errlen) < 0 ||
@@ -539,6 +617,11 @@ static int read_ops(const json_t *root, const proto_limits_t *limits,
         get_member(root, "ops", 1, &ops, err, errlen) < 0)
         return -EINVAL;
     msg->has_opseq = 1;
+
+    atomic = json_object_get(root, "atomic");
+    if (atomic != NULL && !json_is_boolean(atomic))
+        return wrong_type("atomic", "a boolean", atomic, err, errlen);
+    msg->atomic = json_is_true(atomic);
 
     if (!json_is_array(ops))
         return wrong_type("ops", "an array of ops", ops, err, errlen);
@@ -664,6 +747,8 @@ static const char *status_name(res_status_t status)
     switch (status) {
     case RES_APPLIED:
         return "applied";
+    case RES_MERGED:
+        return "merged";
     case RES_CONFLICT:
         return "conflict";
     case RES_REJECTED:
@@ -690,6 +775,8 @@ static json_t *result_json(const char *id, const op_result_t *res)
         rc |= json_object_set_new(j, "vv", vv_to_json(&res->vv));
     if (res->conflicts != NULL)
         rc |= json_object_set(j, "conflicts", res->conflicts);
+    if (res->overwritten != NULL)
+        rc |= json_object_set(j, "overwritten", res->overwritten);
     if (rc != 0) {
         json_decref(j);
         return NULL;
@@ -744,22 +831,30 @@ static const char *op_name(op_type_t type)
         return "update";
     case OP_DELETE:
         return "delete";
+    case OP_RESTORE:
+        return "restore";
+    case OP_SETTINGS:
+        return "settings";
     }
     return "delete";
 }
 
 json_t *msg_event_op_json(const op_t *op, const vv_t *vv)
 {
-    json_t *j = json_pack("{s:s, s:s}", "op", op_name(op->type), "id", op->id);
+    int writes_fields = op->type == OP_CREATE || op->type == OP_RESTORE;
+    int writes_set = op->type == OP_UPDATE || op->type == OP_SETTINGS;
+    json_t *j = json_pack("{s:s}", "op", op_name(op->type));
     int rc = 0;
 
     if (j == NULL)
         return NULL;
-    if (op->type == OP_CREATE && op->kind != NULL)
+    if (op->type != OP_SETTINGS)
+        rc |= json_object_set_new(j, "id", json_string(op->id));
+    if (writes_fields && op->kind != NULL)
         rc |= json_object_set_new(j, "kind", json_string(op->kind));
-    if (op->type == OP_CREATE && op->fields != NULL)
+    if (writes_fields && op->fields != NULL)
         rc |= json_object_set(j, "fields", op->fields);
-    if (op->type == OP_UPDATE && op->set != NULL)
+    if (writes_set && op->set != NULL)
         rc |= json_object_set(j, "set", op->set);
     if (op->type == OP_UPDATE && op->unset != NULL)
         rc |= json_object_set(j, "unset", op->unset);

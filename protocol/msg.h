@@ -23,7 +23,8 @@ typedef struct {
     char actor[PROTO_ID_MAX + 1]; /* ops only */
     uint64_t opseq;               /* ops only */
     int has_opseq;
-    op_t *ops; /* owned array of nops ops */
+    int atomic; /* ops only: 1 when every op applies in full or none does */
+    op_t *ops;  /* owned array of nops ops */
     size_t nops;
 } msg_t;
 
@@ -36,6 +37,7 @@ typedef enum {
     MSG_ERR_TOO_LARGE,
     MSG_ERR_UNAVAILABLE,
     MSG_ERR_INTERNAL,
+    MSG_ERR_STALE_OPSEQ,
 } msg_err_t;
 
 /* Details of a decode failure. room and opseq are filled when the message
@@ -67,9 +69,11 @@ void msg_clear(msg_t *msg);
  * Text that is not JSON, has duplicate keys or is not an object gives
  * MSG_ERR_INVALID_JSON. An unknown "type" gives MSG_ERR_UNKNOWN_TYPE.
  * Any other bad member gives MSG_ERR_INVALID_MESSAGE with the member's
- * path, such as "ops[3].base: ...". An empty "ops" array is invalid.
+ * path, such as "ops[3].base: ...". An empty "ops" array is invalid, and
+ * "atomic" must be a boolean when present.
  * Unknown members are ignored, but a member of another op type (such as
- * "set" in a create) is invalid.
+ * "set" in a create) is invalid. Ids that start with '@' decode; the merge
+ * rejects them per op.
  */
 int msg_decode_json(const char *buf, size_t len, const proto_limits_t *limits,
                     msg_t *msg, msg_error_t *err);
@@ -77,8 +81,11 @@ int msg_decode_json(const char *buf, size_t len, const proto_limits_t *limits,
 /*
  * Parses one op from its JSON form (as in "ops" messages and in events).
  * In events the ops carry "vv" and no "base"; pass is_event = 1 to read
- * "vv" into op->base instead (for creates too). op need not be
- * initialised; on failure it is left empty. limits may be NULL. Returns 0,
+ * "vv" into op->base instead (for creates too). Events may also give a
+ * restore its "kind" and any op an "overwritten" list, which is ignored.
+ * A settings op has no "id" and gets OBJ_ROOM_ID; its "set" must name at
+ * least one setting. op need not be initialised; on failure it is left
+ * empty. limits may be NULL. Returns 0,
  * -EINVAL with err, -E2BIG with err when the op writes more than
  * limits->max_fields fields, or -ENOMEM. Messages name the member relative
  * to the op, such as "base: ...".
@@ -90,8 +97,8 @@ int msg_op_from_json(const json_t *j, const proto_limits_t *limits,
  * msg_error_json() omits "room" when err->room is "" and "opseq" when
  * err->opseq is 0. msg_ack_json() omits "seq" when seq is 0; each result
  * contains "vv" unless it is rejected, "message" only when rejected, and
- * "conflicts" when the result has them. ids[i] names results[i]; a NULL ids
- * or ids[i] leaves "id" out. */
+ * "conflicts" and "overwritten" when the result has them. ids[i] names
+ * results[i]; a NULL ids or ids[i] leaves "id" out. */
 json_t *msg_error_json(const msg_error_t *err);
 json_t *msg_ack_json(const char *room, uint64_t opseq, uint64_t seq,
                      const char *const *ids, const op_result_t *results,
@@ -99,8 +106,10 @@ json_t *msg_ack_json(const char *room, uint64_t opseq, uint64_t seq,
 json_t *msg_left_json(const char *room);
 
 /* Builds the op as an event shows it: {op, id, kind?, fields?, set?, unset?,
- * vv}. kind and fields appear for creates, set and unset for updates, each
- * only when the op has it. The values are shared with op, not copied. */
+ * vv}, for an op that applied in full. kind and fields appear for creates
+ * and restores, set for updates and settings, unset for updates, each only
+ * when the op has it; settings ops have no id. The values are shared with
+ * op, not copied. obj_event_op() builds the applied part of a merged op. */
 json_t *msg_event_op_json(const op_t *op, const vv_t *vv);
 
 #endif

@@ -613,6 +613,12 @@ static int fill_obj(obj_t *obj, const json_t *root, char *err, size_t errlen)
     return 0;
 }
 
+/* Returns 1 for the room's settings object, whose kind only it may have. */
+static int room_settings(const char *id, const char *kind)
+{
+    return strcmp(id, OBJ_ROOM_ID) == 0 && strcmp(kind, OBJ_ROOM_KIND) == 0;
+}
+
 int unpack_obj(const char *buf, size_t len, const char *id, uint64_t rev,
                obj_t **out, char *err, size_t errlen)
 {
@@ -632,7 +638,8 @@ int unpack_obj(const char *buf, size_t len, const char *id, uint64_t rev,
         goto done;
     }
     rc = member(root, "kind", JSON_STRING, &kind, err, errlen);
-    if (rc == 0 && !proto_kind_valid(json_string_value(kind)))
+    if (rc == 0 && !proto_kind_valid(json_string_value(kind)) &&
+        !room_settings(id, json_string_value(kind)))
         rc = proto_fail(err, errlen, -EINVAL,
                         "stored object has an unknown kind %s",
                         proto_json_describe(kind, shown, sizeof(shown)));

@@ -48,8 +48,9 @@ int pack_obj(msgpack_sbuffer *sbuf, const obj_t *obj);
 
 /* Decodes a stored object; id is copied into it and rev set. All five
  * members must be present with their types, each dot must be [actor,
- * counter], and unknown members are ignored. Returns 0 with *out set, or
- * -EINVAL (message in err), -ENOMEM. */
+ * counter], and unknown members are ignored. The kind must be an object
+ * kind, or OBJ_ROOM_KIND for the id OBJ_ROOM_ID. Returns 0 with *out set,
+ * or -EINVAL (message in err), -ENOMEM. */
 int unpack_obj(const char *buf, size_t len, const char *id, uint64_t rev,
                obj_t **out, char *err, size_t errlen);
 

@@ -238,7 +238,8 @@ static const bad_case_t bad_cases[] = {
     /* op and id */
     {IN_OPS("{\"id\": \"x\"}"), INVALID, "ops[0].op is missing"},
     {IN_OPS("{\"op\": \"move\", \"id\": \"x\"}"), INVALID,
-     "ops[0].op must be \"create\", \"update\" or \"delete\", got \"move\""},
+     "ops[0].op must be \"create\", \"update\", \"delete\", \"restore\" or "
+     "\"settings\", got \"move\""},
     {IN_OPS("{\"op\": \"delete\", \"base\": {}}"), INVALID,
      "ops[0].id is missing"},
     {IN_OPS("{\"op\": \"delete\", \"id\": 7, \"base\": {}}"), INVALID,
@@ -315,6 +316,31 @@ static const bad_case_t bad_cases[] = {
     {IN_OPS("{\"op\": \"delete\", \"id\": \"x\", \"base\": {}, "
             "\"set\": {\"a\": 1}}"),
      INVALID, "ops[0].set is not allowed in a delete"},
+
+    /* restore and settings */
+    {IN_OPS("{\"op\": \"restore\", \"id\": \"x\"}"), INVALID,
+     "ops[0].base is missing"},
+    {IN_OPS("{\"op\": \"restore\", \"id\": \"x\", \"base\": {}, "
+            "\"set\": {\"a\": 1}}"),
+     INVALID, "ops[0].set is not allowed in a restore"},
+    {IN_OPS("{\"op\": \"restore\", \"id\": \"x\", \"base\": {}, "
+            "\"kind\": \"tag\"}"),
+     INVALID, "ops[0].kind is not allowed in a restore"},
+    {IN_OPS("{\"op\": \"restore\", \"id\": \"x\", \"base\": {}, "
+            "\"fields\": 3}"),
+     INVALID, "ops[0].fields must be an object, got 3"},
+    {IN_OPS("{\"op\": \"settings\", \"base\": {}}"), INVALID,
+     "ops[0].set is missing"},
+    {IN_OPS("{\"op\": \"settings\", \"base\": {}, \"set\": {}}"), INVALID,
+     "ops[0].set must name policy or schema"},
+    {IN_OPS("{\"op\": \"settings\", \"id\": \"@room\", \"base\": {}, "
+            "\"set\": {\"policy\": \"lww\"}}"),
+     INVALID, "ops[0].id is not allowed in a settings op"},
+    {IN_OPS("{\"op\": \"settings\", \"set\": {\"policy\": \"lww\"}}"),
+     INVALID, "ops[0].base is missing"},
+    {OPS_HEAD "[{\"op\": \"delete\", \"id\": \"x\", \"base\": {}}], "
+              "\"atomic\": 1}",
+     INVALID, "atomic must be a boolean, got 1"},
 
     /* An error in a later op names its index. */
     {OPS_HEAD "[{\"op\": \"delete\", \"id\": \"x\", \"base\": {}}, "
@@ -571,6 +597,7 @@ static void code_names_match_protocol(void **state)
     assert_string_equal(msg_code_name(MSG_ERR_TOO_LARGE), "too_large");
     assert_string_equal(msg_code_name(MSG_ERR_UNAVAILABLE), "unavailable");
     assert_string_equal(msg_code_name(MSG_ERR_INTERNAL), "internal");
+    assert_string_equal(msg_code_name(MSG_ERR_STALE_OPSEQ), "stale_opseq");
 }
 
 static void ack_json_has_protocol_shape(void **state)
@@ -688,6 +715,101 @@ static void event_op_needs_vv(void **state)
     json_decref(j);
 }
 
+static void decodes_restore_settings_and_atomic(void **state)
+{
+    msg_error_t err;
+    msg_t msg;
+
+    assert_int_equal(
+        decode(OPS_HEAD "[{\"op\": \"restore\", \"id\": \"o1\", "
+                        "\"base\": {\"a\": 2}, \"fields\": {\"z\": 1}}, "
+                        "{\"op\": \"settings\", \"base\": {}, "
+                        "\"set\": {\"policy\": \"lww\"}}, "
+                        "{\"op\": \"update\", \"id\": \"@x\", \"base\": {}, "
+                        "\"set\": {\"a\": 1}}], \"atomic\": true}",
+               NULL, &msg, &err),
+        0);
+    assert_true(msg.atomic);
+    assert_int_equal(msg.nops, 3);
+    assert_int_equal(msg.ops[0].type, OP_RESTORE);
+    assert_json(msg.ops[0].fields, "{\"z\": 1}");
+    assert_int_equal(vv_get(&msg.ops[0].base, "a"), 2);
+    assert_int_equal(msg.ops[1].type, OP_SETTINGS);
+    assert_string_equal(msg.ops[1].id, "@room");
+    assert_json(msg.ops[1].set, "{\"policy\": \"lww\"}");
+
+    /* Reserved ids decode; the merge rejects the op alone. */
+    assert_string_equal(msg.ops[2].id, "@x");
+    msg_clear(&msg);
+
+    assert_int_equal(decode(IN_OPS("{\"op\": \"delete\", \"id\": \"x\", "
+                                   "\"base\": {}}"),
+                            NULL, &msg, &err),
+                     0);
+    assert_false(msg.atomic);
+    msg_clear(&msg);
+}
+
+static void reads_every_event_op_form(void **state)
+{
+    static const char *const forms[] = {
+        "{\"op\": \"restore\", \"id\": \"o1\", \"kind\": \"bbox\", "
+        "\"fields\": {\"item\": \"i\"}, \"vv\": {\"a\": 3}}",
+        "{\"op\": \"settings\", \"set\": {\"schema\": null}, "
+        "\"vv\": {\"a\": 1}}",
+        "{\"op\": \"delete\", \"id\": \"o1\", \"vv\": {\"a\": 2}, "
+        "\"overwritten\": [{\"field\": \"label\", "
+        "\"dot\": [\"b\", 1]}]}",
+    };
+    char err[PROTO_ERR_MAX];
+    json_t *j, *again;
+    size_t i;
+    op_t op;
+
+    for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        j = json_loads(forms[i], 0, NULL);
+        if (msg_op_from_json(j, NULL, 1, &op, err, sizeof(err)) != 0)
+            fail_msg("event op %zu: %s", i, err);
+        again = msg_event_op_json(&op, &op.base);
+        json_object_del(j, "overwritten");
+        assert_true(json_equal(again, j));
+        json_decref(again);
+        op_clear(&op);
+        json_decref(j);
+    }
+}
+
+static void ack_json_shows_merged_and_overwritten(void **state)
+{
+    op_result_t res[2];
+    json_t *j;
+
+    op_result_init(&res[0]);
+    op_result_init(&res[1]);
+    res[0].status = RES_MERGED;
+    res[0].reason = "concurrent";
+    vv_set(&res[0].vv, "b", 2);
+    res[0].conflicts = json_loads("[{\"field\": \"attrs.color\", "
+                                  "\"dot\": [\"b\", 1]}]",
+                                  0, NULL);
+    vv_set(&res[1].vv, "b", 3);
+    res[1].overwritten = json_loads("[{\"field\": \"label\", "
+                                    "\"value\": \"car\", "
+                                    "\"dot\": [\"c\", 2]}]",
+                                    0, NULL);
+    j = msg_ack_json("r", 4, 9, NULL, res, 2);
+    assert_json(json_object_get(j, "results"),
+                "[{\"status\": \"merged\", \"reason\": \"concurrent\", "
+                "\"vv\": {\"b\": 2}, \"conflicts\": [{\"field\": "
+                "\"attrs.color\", \"dot\": [\"b\", 1]}]}, "
+                "{\"status\": \"applied\", \"vv\": {\"b\": 3}, "
+                "\"overwritten\": [{\"field\": \"label\", "
+                "\"value\": \"car\", \"dot\": [\"c\", 2]}]}]");
+    json_decref(j);
+    op_result_clear(&res[0]);
+    op_result_clear(&res[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -712,6 +834,9 @@ int main(void)
         cmocka_unit_test(left_json_has_protocol_shape),
         cmocka_unit_test(event_ops_match_protocol_and_read_back),
         cmocka_unit_test(event_op_needs_vv),
+        cmocka_unit_test(decodes_restore_settings_and_atomic),
+        cmocka_unit_test(reads_every_event_op_form),
+        cmocka_unit_test(ack_json_shows_merged_and_overwritten),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /*
  * Unit tests of the apply rules in protocol/obj.c: creates, updates,
- * deletes, conflicts and the replay of events.
+ * deletes, conflicts, policies and the replay of events. The data-driven
+ * cases of every merge rule are in test_vectors.c.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -64,7 +65,7 @@ static void apply_fails(const obj_t *cur, const char *text, const char *actor,
 
 static void assert_json(const json_t *j, const char *text)
 {
-    json_t *want = json_loads(text, 0, NULL);
+    json_t *want = json_loads(text, JSON_DECODE_ANY, NULL);
     char *got;
 
     assert_non_null(want);
@@ -318,29 +319,124 @@ static void concurrent_conflict_lists_removed_field(void **state)
     obj_free(cur);
 }
 
-static void disjoint_concurrent_update_still_conflicts(void **state)
+static void disjoint_concurrent_updates_merge(void **state)
 {
     obj_t *cur = make_box();
-    obj_t *next = apply_ok(cur,
+    obj_t *mid = apply_ok(cur,
+                          "{\"op\": \"update\", \"id\": \"o1\", "
+                          "\"base\": {\"tab-a\": 1}, "
+                          "\"set\": {\"label\": \"bird\"}}",
+                          "tab-b");
+    obj_t *last = apply_ok(mid,
                            "{\"op\": \"update\", \"id\": \"o1\", "
                            "\"base\": {\"tab-a\": 1}, "
-                           "\"set\": {\"label\": \"bird\"}}",
-                           "tab-b");
-    op_result_t res;
+                           "\"set\": {\"z\": 5}}",
+                           "tab-c");
 
-    /* The conflict lists what base missed, not the fields the op writes. */
+    /* z has no dot that base missed, so it applies beside tab-b's label. */
+    assert_vv(&last->vv, "{\"tab-a\": 1, \"tab-b\": 1, \"tab-c\": 1}");
+    assert_json(json_object_get(last->fields, "label"), "\"bird\"");
+    assert_json(json_object_get(last->fields, "z"), "5");
+    obj_free(last);
+    obj_free(mid);
+    obj_free(cur);
+}
+
+static void partly_concurrent_update_is_merged(void **state)
+{
+    obj_t *cur = make_box();
+    obj_t *mid = apply_ok(cur,
+                          "{\"op\": \"update\", \"id\": \"o1\", "
+                          "\"base\": {\"tab-a\": 1}, "
+                          "\"set\": {\"label\": \"bird\"}}",
+                          "tab-b");
+    op_result_t res;
+    obj_t *next = NULL;
+    op_t op;
+
+    op_parse(&op, "{\"op\": \"update\", \"id\": \"o1\", "
+                  "\"base\": {\"tab-a\": 1}, "
+                  "\"set\": {\"label\": \"dog\", \"z\": 5}}");
     op_result_init(&res);
-    apply_fails(next,
-                "{\"op\": \"update\", \"id\": \"o1\", "
-                "\"base\": {\"tab-a\": 1}, "
-                "\"set\": {\"z\": 5}}",
-                "tab-c", &res);
+    assert_int_equal(obj_apply(mid, &op, "tab-c", &next, &res), 0);
+    assert_int_equal(res.status, RES_MERGED);
     assert_string_equal(res.reason, "concurrent");
     assert_json(res.conflicts, "[{\"field\": \"label\", \"value\": \"bird\", "
                                "\"dot\": [\"tab-b\", 1]}]");
+    assert_json(json_object_get(next->fields, "label"), "\"bird\"");
+    assert_json(json_object_get(next->dots, "z"), "[\"tab-c\", 1]");
+    assert_true(vv_equal(&res.vv, &next->vv));
     op_result_clear(&res);
+    op_clear(&op);
     obj_free(next);
+    obj_free(mid);
     obj_free(cur);
+}
+
+static void lww_overwrites_and_lists_old_value(void **state)
+{
+    merge_settings_t lww = {POLICY_LWW, NULL};
+    obj_t *cur = make_box();
+    obj_t *mid = apply_ok(cur,
+                          "{\"op\": \"update\", \"id\": \"o1\", "
+                          "\"base\": {\"tab-a\": 1}, "
+                          "\"set\": {\"label\": \"bird\"}}",
+                          "tab-b");
+    op_result_t res;
+    obj_t *next = NULL;
+    op_t op;
+
+    op_parse(&op, "{\"op\": \"update\", \"id\": \"o1\", "
+                  "\"base\": {\"tab-a\": 1}, "
+                  "\"set\": {\"label\": \"dog\"}}");
+    op_result_init(&res);
+    assert_int_equal(obj_apply_ex(mid, &op, "tab-c", &lww, &next, &res), 0);
+    assert_int_equal(res.status, RES_APPLIED);
+    assert_null(res.conflicts);
+    assert_json(res.overwritten, "[{\"field\": \"label\", "
+                                 "\"value\": \"bird\", "
+                                 "\"dot\": [\"tab-b\", 1]}]");
+    assert_json(json_object_get(next->fields, "label"), "\"dog\"");
+    op_result_clear(&res);
+    op_clear(&op);
+    obj_free(next);
+    obj_free(mid);
+    obj_free(cur);
+}
+
+static void own_earlier_write_is_not_concurrent(void **state)
+{
+    obj_t *cur = make_box();
+    obj_t *mid = apply_ok(cur,
+                          "{\"op\": \"update\", \"id\": \"o1\", "
+                          "\"base\": {\"tab-a\": 1}, "
+                          "\"set\": {\"label\": \"bird\"}}",
+                          "tab-b");
+    obj_t *last = apply_ok(mid,
+                           "{\"op\": \"update\", \"id\": \"o1\", "
+                           "\"base\": {\"tab-a\": 1}, "
+                           "\"set\": {\"label\": \"owl\"}}",
+                           "tab-b");
+
+    assert_json(json_object_get(last->dots, "label"), "[\"tab-b\", 2]");
+    obj_free(last);
+    obj_free(mid);
+    obj_free(cur);
+}
+
+static void reserved_id_is_invalid(void **state)
+{
+    op_result_t res;
+
+    op_result_init(&res);
+    apply_fails(NULL,
+                "{\"op\": \"create\", \"id\": \"@room\", "
+                "\"kind\": \"tag\"}",
+                "tab-a", &res);
+    assert_int_equal(res.status, RES_REJECTED);
+    assert_string_equal(res.reason, "invalid");
+    assert_non_null(strstr(res.message, "\"@room\" is reserved"));
+    op_result_clear(&res);
 }
 
 static void retry_on_fresh_vv_applies(void **state)
@@ -634,7 +730,11 @@ int main(void)
         cmocka_unit_test(update_of_deleted_is_deleted),
         cmocka_unit_test(second_update_from_same_base_conflicts),
         cmocka_unit_test(concurrent_conflict_lists_removed_field),
-        cmocka_unit_test(disjoint_concurrent_update_still_conflicts),
+        cmocka_unit_test(disjoint_concurrent_updates_merge),
+        cmocka_unit_test(partly_concurrent_update_is_merged),
+        cmocka_unit_test(lww_overwrites_and_lists_old_value),
+        cmocka_unit_test(own_earlier_write_is_not_concurrent),
+        cmocka_unit_test(reserved_id_is_invalid),
         cmocka_unit_test(retry_on_fresh_vv_applies),
         cmocka_unit_test(delete_leaves_tombstone_with_item_and_frame),
         cmocka_unit_test(delete_from_old_base_conflicts),
