@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include "obj.h"
+
 #include <errno.h>
 #include <arpa/inet.h>
 #include <getopt.h>
@@ -201,7 +203,7 @@ static int set_count(config_t *cfg, int id, const char *val)
         cfg->limits.max_ops = (size_t)v;
         return 0;
     case OPT_MAX_FIELDS:
-        if (parse_count(val, 1, 65536, &v) < 0)
+        if (parse_count(val, 1, OBJ_FIELDS_MAX, &v) < 0)
             return -EINVAL;
         cfg->limits.max_fields = (size_t)v;
         return 0;
@@ -234,7 +236,7 @@ static const char *range_hint(int id)
     switch (id) {
     case OPT_MAX_MESSAGE: return "an integer from 1024 to 67108864";
     case OPT_MAX_OPS: return "an integer from 1 to 100000";
-    case OPT_MAX_FIELDS: return "an integer from 1 to 65536";
+    case OPT_MAX_FIELDS: return "an integer from 1 to 256";
     case OPT_MAX_DEPTH: return "an integer from 2 to 512";
     case OPT_MAX_QUEUE: return "an integer from 65536 to 4294967296";
     case OPT_STREAM_MAX: return "an integer from 100 to 1099511627776";

@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "obj.h"
@@ -163,13 +164,15 @@ static const char *mime_type(const char *path)
 static int serve_static(struct lws *wsi, http_t *h, const char *path)
 {
     char file[1024];
+    struct stat st;
     int n;
 
     if (strstr(path, "..") || path[0] != '/')
         return respond_error(wsi, h, 404, "not_found", "no such file");
     n = snprintf(file, sizeof(file), "%s%s", cfg->static_dir,
                  strcmp(path, "/") == 0 ? "/index.html" : path);
-    if (n < 0 || (size_t)n >= sizeof(file))
+    if (n < 0 || (size_t)n >= sizeof(file) || stat(file, &st) < 0 ||
+        !S_ISREG(st.st_mode))
         return respond_error(wsi, h, 404, "not_found", "no such file");
     n = lws_serve_http_file(wsi, file, mime_type(file), NULL, 0);
     if (n < 0)
@@ -226,9 +229,29 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
     }
 }
 
-int http_reject_upgrade(struct lws *wsi, int status, const char *message)
+int http_reject_upgrade(struct lws *wsi, int status, const char *code,
+                        const char *message)
 {
-    /* lws sends the status with a short HTML body and closes. */
-    lws_return_http_status(wsi, (unsigned)status, message);
+    unsigned char buf[LWS_PRE + 1024];
+    unsigned char *start = buf + LWS_PRE, *p = start;
+    unsigned char *end = buf + sizeof(buf) - 1;
+    char body[512];
+    int n;
+
+    /* Headers and body go out in one write, as the connection closes when
+     * the callback returns. */
+    n = snprintf(body, sizeof(body),
+                 "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
+                 code, message);
+    if (n < 0 || (size_t)n >= sizeof(body))
+        return 1;
+    if (lws_add_http_common_headers(wsi, (unsigned)status,
+                                    "application/json", (lws_filepos_t)n, &p,
+                                    end) ||
+        lws_finalize_http_header(wsi, &p, end) || end - p < n)
+        return 1;
+    memcpy(p, body, (size_t)n);
+    p += n;
+    lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
     return 1;
 }

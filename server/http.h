@@ -27,8 +27,10 @@ void http_configure(const config_t *cfg, store_t *store);
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
                   http_t *h, void *in, size_t len);
 
-/* Rejects a WebSocket upgrade with an HTTP status and message, from
- * LWS_CALLBACK_HTTP_CONFIRM_UPGRADE. Returns what that callback returns. */
-int http_reject_upgrade(struct lws *wsi, int status, const char *message);
+/* Rejects a WebSocket upgrade with an HTTP status and a JSON error body
+ * {"error": {code, message}}, from LWS_CALLBACK_HTTP_CONFIRM_UPGRADE.
+ * message must need no JSON escaping. Returns what that callback returns. */
+int http_reject_upgrade(struct lws *wsi, int status, const char *code,
+                        const char *message);
 
 #endif

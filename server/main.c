@@ -49,6 +49,7 @@ static void shut_down(server_t *srv)
     close_handle((uv_handle_t *)&srv->sigterm);
     close_handle((uv_handle_t *)&srv->sigint);
     close_handle((uv_handle_t *)&srv->stop_timer);
+    room_module_stop();
 }
 
 static void on_stop_timer(uv_timer_t *t)
@@ -120,7 +121,7 @@ static int start(server_t *srv)
     if (rc < 0)
         return rc;
     http_configure(&srv->cfg, srv->store);
-    return room_module_init(&srv->cfg, srv->store);
+    return room_module_init(&srv->loop, &srv->cfg, srv->store);
 }
 
 static void close_leftover(uv_handle_t *h, void *arg)

@@ -46,10 +46,10 @@ static int confirm_upgrade(struct lws *wsi)
     int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
 
     if (n <= 0 || strcmp(uri, "/v1/ws") != 0)
-        return http_reject_upgrade(wsi, 404,
-                                   "WebSocket endpoint is /v1/ws");
+        return http_reject_upgrade(wsi, 404, "not_found",
+                                   "the WebSocket endpoint is /v1/ws");
     if (!offers_json(wsi))
-        return http_reject_upgrade(wsi, 400,
+        return http_reject_upgrade(wsi, 400, "invalid_message",
                                    "unsupported subprotocol: offer "
                                    NET_SUBPROTOCOL_JSON);
     return 0;

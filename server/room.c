@@ -19,13 +19,17 @@
 #include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "log.h"
 #include "map.h"
+#include "merge.h"
 #include "pack.h"
 
 #define RANGE_PAGE 500     /* stream entries read per catch-up request */
 #define MAX_ATTEMPTS 8     /* computations of one batch before giving up */
+#define ROOM_SWEEP_MS 5000 /* how often rooms without members are freed */
+#define ROOM_IDLE_MS 10000 /* how long a room stays cached with no member */
 
 typedef enum {
     ROOM_SUBSCRIBING, /* waiting for the SUBSCRIBE confirmation */
@@ -61,10 +65,15 @@ struct room {
     batch_t *waiting;    /* FIFO of batches not yet computed */
     batch_t *waiting_tail;
     batch_t *in_flight;  /* the batch whose al_apply has not answered */
+    unsigned requests;   /* loads and stream reads not yet answered */
+    struct room *next_idle; /* list built by sweep() */
+    uint64_t idle_since; /* loop time when the last member left */
 };
 
 static const config_t *cfg;
 static store_t *store;
+static uv_loop_t *loop;
+static uv_timer_t sweep_timer;
 static map_t rooms;
 static size_t in_flight_count;
 
@@ -73,12 +82,24 @@ static void pump(room_t *r);
 
 /* Registry */
 
-int room_module_init(const config_t *config, store_t *st)
+static void sweep(uv_timer_t *t);
+
+int room_module_init(uv_loop_t *uv_loop, const config_t *config,
+                     store_t *st)
 {
     cfg = config;
     store = st;
+    loop = uv_loop;
     map_init(&rooms);
+    uv_timer_init(loop, &sweep_timer);
+    uv_timer_start(&sweep_timer, sweep, ROOM_SWEEP_MS, ROOM_SWEEP_MS);
     return 0;
+}
+
+void room_module_stop(void)
+{
+    if (!uv_is_closing((uv_handle_t *)&sweep_timer))
+        uv_close((uv_handle_t *)&sweep_timer, NULL);
 }
 
 static void free_obj_entry(const char *key, void *value, void *arg)
@@ -114,6 +135,44 @@ void room_module_free(void)
     map_free(&rooms);
 }
 
+/* Returns 1 when nothing refers to r but the registry. */
+static int evictable(const room_t *r, uint64_t now)
+{
+    return r->nmembers == 0 && !r->in_flight && !r->waiting &&
+           r->requests == 0 && r->state == ROOM_READY &&
+           now - r->idle_since >= ROOM_IDLE_MS;
+}
+
+static void collect_idle(const char *key, void *value, void *arg)
+{
+    room_t **list = arg;
+    room_t *r = value;
+
+    if (evictable(r, uv_now(loop))) {
+        r->next_idle = *list;
+        *list = r;
+    }
+}
+
+/* Frees the rooms that had no member for ROOM_IDLE_MS, so memory and
+ * subscriptions follow the rooms in use. */
+static void sweep(uv_timer_t *t)
+{
+    room_t *idle = NULL;
+
+    map_each(&rooms, collect_idle, &idle);
+    while (idle) {
+        room_t *r = idle;
+
+        idle = r->next_idle;
+        log_debug("room", "room %s: freed after %d ms without members",
+                  r->name, ROOM_IDLE_MS);
+        store_unsubscribe(store, r->name);
+        map_remove(&rooms, r->name);
+        free_room(r->name, r, NULL);
+    }
+}
+
 size_t room_count(void)
 {
     return rooms.len;
@@ -136,8 +195,12 @@ static room_t *get_room(const char *name, int create)
     snprintf(r->name, sizeof(r->name), "%s", name);
     map_init(&r->objs);
     r->state = ROOM_SUBSCRIBING;
-    if (store_subscribe(store, name) < 0 ||
-        map_put(&rooms, name, r, NULL) < 0) {
+    if (map_put(&rooms, name, r, NULL) < 0) {
+        free(r);
+        return NULL;
+    }
+    if (store_subscribe(store, name) < 0) {
+        map_remove(&rooms, name);
         free(r);
         return NULL;
     }
@@ -175,6 +238,8 @@ static void remove_member(room_t *r, sess_t *s)
 
     if (m)
         *m = r->members[--r->nmembers];
+    if (r->nmembers == 0)
+        r->idle_since = uv_now(loop);
     for (size_t i = 0; i < s->nrooms; i++) {
         if (s->rooms[i] == r) {
             s->rooms[i] = s->rooms[--s->nrooms];
@@ -350,13 +415,21 @@ static void start_load(room_t *r);
 static void start_catch_up(room_t *r);
 
 static void on_range(int status, const store_entry_t *entries, size_t n,
-                     uint64_t first_seq, void *arg)
+                     uint64_t first_seq, uint64_t room_seq, void *arg)
 {
     room_t *r = arg;
 
+    r->requests--;
     if (status < 0) {
         log_warn("room", "room %s: cannot read the stream; retrying when "
                  "Redis is back", r->name);
+        return;
+    }
+    if (room_seq < r->seq) {
+        log_warn("room", "room %s: Redis is at seq %" PRIu64 " but the cache "
+                 "is at %" PRIu64 "; Redis lost data, reloading",
+                 r->name, room_seq, r->seq);
+        start_load(r);
         return;
     }
     if (n > 0 && entries[0].seq != r->seq + 1) {
@@ -395,7 +468,9 @@ static void on_range(int status, const store_entry_t *entries, size_t n,
 static void start_catch_up(room_t *r)
 {
     r->state = ROOM_CATCHING_UP;
-    if (store_range(store, r->name, r->seq, RANGE_PAGE, on_range, r) < 0)
+    if (store_range(store, r->name, r->seq, RANGE_PAGE, on_range, r) == 0)
+        r->requests++;
+    else
         log_warn("room", "room %s: cannot catch up while Redis is down",
                  r->name);
 }
@@ -405,6 +480,7 @@ static void on_load(int status, const store_room_t *sr, void *arg)
     room_t *r = arg;
     char err[PROTO_ERR_MAX];
 
+    r->requests--;
     if (status < 0) {
         log_warn("room", "room %s: cannot load; retrying when Redis is back",
                  r->name);
@@ -427,6 +503,8 @@ static void on_load(int status, const store_room_t *sr, void *arg)
     if (r->loaded && sr->seq != r->seq)
         for (size_t i = 0; i < r->nmembers; i++)
             r->members[i].reset = r->members[i].ready;
+    if (sr->seq < r->seq)
+        r->seen_seq = sr->seq; /* seqs seen before Redis lost data */
     r->loaded = 1;
     r->seq = sr->seq;
     log_info("room", "room %s: loaded %zu objects at seq %" PRIu64, r->name,
@@ -438,7 +516,9 @@ static void on_load(int status, const store_room_t *sr, void *arg)
 static void start_load(room_t *r)
 {
     r->state = ROOM_LOADING;
-    if (store_load(store, r->name, on_load, r) < 0)
+    if (store_load(store, r->name, on_load, r) == 0)
+        r->requests++;
+    else
         log_warn("room", "room %s: cannot load while Redis is down",
                  r->name);
 }
@@ -514,8 +594,17 @@ void room_on_connection(int up, void *arg)
 
 void room_join(sess_t *s, const char *name)
 {
-    room_t *r = get_room(name, 1);
+    room_t *r = get_room(name, 0);
 
+    if ((!r || !find_member(r, s)) && s->nrooms == SESS_MAX_ROOMS) {
+        sess_send_error(s, MSG_ERR_TOO_LARGE, name, 0,
+                        "a connection may join at most %d rooms; leave "
+                        "one before joining %s",
+                        SESS_MAX_ROOMS, name);
+        return;
+    }
+    if (!r)
+        r = get_room(name, 1);
     if (!r) {
         sess_send_error(s, MSG_ERR_UNAVAILABLE, name, 0,
                         "cannot join room %s while Redis is unreachable; "
@@ -527,13 +616,6 @@ void room_join(sess_t *s, const char *name)
         find_member(r, s)->reset = 0;
         find_member(r, s)->ready = 0;
     } else {
-        if (s->nrooms == SESS_MAX_ROOMS) {
-            sess_send_error(s, MSG_ERR_TOO_LARGE, name, 0,
-                            "a connection may join at most %d rooms; leave "
-                            "one before joining %s",
-                            SESS_MAX_ROOMS, name);
-            return;
-        }
         if (add_member(r, s) < 0) {
             sess_send_error(s, MSG_ERR_INTERNAL, name, 0,
                             "out of memory joining room %s", name);
@@ -575,84 +657,9 @@ void room_drop_session(sess_t *s)
 
 /* Batches */
 
-/* The outcome of computing a batch against the cache. */
-typedef struct {
-    op_result_t *results; /* one per op */
-    map_t work;           /* id -> new obj_t* written by the batch */
-    json_t *event_ops;    /* the applied ops as the event shows them */
-    size_t applied;
-} compute_t;
-
-static void free_compute(compute_t *c, size_t nops)
+static const obj_t *lookup_cache(const char *id, void *arg)
 {
-    for (size_t i = 0; c->results && i < nops; i++)
-        op_result_clear(&c->results[i]);
-    free(c->results);
-    map_each(&c->work, free_obj_entry, NULL);
-    map_free(&c->work);
-    json_decref(c->event_ops);
-}
-
-/* Runs obj_apply over the ops in order. Returns 0 or -ENOMEM. */
-static int compute(room_t *r, const msg_t *msg, compute_t *c)
-{
-    memset(c, 0, sizeof(*c));
-    map_init(&c->work);
-    c->results = calloc(msg->nops ? msg->nops : 1, sizeof(*c->results));
-    c->event_ops = json_array();
-    if (!c->results || !c->event_ops)
-        return -ENOMEM;
-
-    for (size_t i = 0; i < msg->nops; i++) {
-        const op_t *op = &msg->ops[i];
-        const obj_t *cur = map_get(&c->work, op->id);
-        obj_t *next = NULL;
-        void *old;
-
-        if (!cur)
-            cur = map_get(&r->objs, op->id);
-        op_result_init(&c->results[i]);
-        if (obj_apply(cur, op, msg->actor, &next, &c->results[i]) < 0)
-            return -ENOMEM;
-        if (c->results[i].status != RES_APPLIED)
-            continue;
-        if (map_put(&c->work, op->id, next, &old) < 0) {
-            obj_free(next);
-            return -ENOMEM;
-        }
-        obj_free(old);
-        if (json_array_append_new(c->event_ops,
-                                  msg_event_op_json(op, &next->vv)) < 0)
-            return -ENOMEM;
-        c->applied++;
-    }
-    return 0;
-}
-
-static void send_ack(batch_t *b, const compute_t *c, uint64_t seq)
-{
-    const char **ids;
-    json_t *ack;
-
-    if (!b->sess)
-        return;
-    ids = malloc((b->msg.nops + 1) * sizeof(*ids));
-    if (!ids) {
-        sess_send_error(b->sess, MSG_ERR_INTERNAL, b->room->name,
-                        b->msg.opseq, "out of memory building the ack");
-        return;
-    }
-    for (size_t i = 0; i < b->msg.nops; i++)
-        ids[i] = b->msg.ops[i].id;
-    ack = msg_ack_json(b->room->name, b->msg.opseq, seq, ids, c->results,
-                       b->msg.nops);
-    free(ids);
-    if (!ack) {
-        sess_send_error(b->sess, MSG_ERR_INTERNAL, b->room->name,
-                        b->msg.opseq, "out of memory building the ack");
-        return;
-    }
-    sess_send_json(b->sess, ack);
+    return map_get(&((room_t *)arg)->objs, id);
 }
 
 static void fail_batch(batch_t *b, msg_err_t code, const char *why)
@@ -665,18 +672,26 @@ static void fail_batch(batch_t *b, msg_err_t code, const char *why)
     free(b);
 }
 
-/* The state an apply carries to its callback. */
+static void free_batch(batch_t *b)
+{
+    msg_clear(&b->msg);
+    free(b);
+}
+
+/* A batch computed against the cache and sent to Redis. */
 typedef struct {
     batch_t *batch;
-    compute_t c;
-    json_t *body;
+    merge_out_t out;
+    json_t *ack;  /* the ack without seq */
+    json_t *body; /* the event body, NULL when nothing applied */
 } apply_t;
 
-static void install_work(const char *key, void *value, void *arg)
+static void free_apply(apply_t *a)
 {
-    room_t *r = ((apply_t *)arg)->batch->room;
-
-    install(r, value);
+    merge_out_clear(&a->out);
+    json_decref(a->ack);
+    json_decref(a->body);
+    free(a);
 }
 
 /* Puts the written objects into the cache when the cache is exactly one
@@ -688,23 +703,59 @@ static void apply_locally(apply_t *a, uint64_t seq)
 
     if (r->state != ROOM_READY || r->seq + 1 != seq)
         return;
-    for (size_t i = 0; i < a->c.work.nbuckets; i++)
-        for (map_entry_t *e = a->c.work.buckets[i]; e; e = e->next)
-            ((obj_t *)e->value)->rev = seq;
-    map_each(&a->c.work, install_work, a);
-    map_free(&a->c.work); /* the cache owns the objects now */
+    for (size_t i = 0; i < a->out.nobjs; i++) {
+        obj_t *o = a->out.objs[i];
+
+        a->out.objs[i] = NULL; /* the cache owns it now */
+        o->rev = seq;
+        if (install(r, o) < 0) {
+            log_error("room", "room %s: out of memory; reloading", r->name);
+            start_load(r);
+            return;
+        }
+    }
     r->seq = seq;
     fan_out(r, seq, a->body);
 }
 
-static void finish_apply(apply_t *a)
+static void send_ack(batch_t *b, json_t *ack, uint64_t seq)
 {
-    free_compute(&a->c, a->batch->msg.nops);
-    json_decref(a->body);
-    free(a);
+    if (!b->sess)
+        return;
+    if (seq > 0)
+        json_object_set_new(ack, "seq", json_integer((json_int_t)seq));
+    sess_send_json(b->sess, json_incref(ack));
 }
 
-static void on_apply(int status, uint64_t seq, void *arg)
+/* Answers a batch seen before with the ack of its first arrival. */
+static void send_stored_ack(batch_t *b, uint64_t seq, const char *results,
+                            size_t len)
+{
+    char err[PROTO_ERR_MAX];
+    json_t *list = NULL;
+    json_t *ack;
+
+    if (!b->sess)
+        return;
+    if (unpack_json(results, len, PACK_DEPTH_MAX, &list, err,
+                    sizeof(err)) < 0) {
+        log_error("room", "room %s: unreadable stored ack of %s/%" PRIu64
+                  ": %s", b->room->name, b->msg.actor, b->msg.opseq, err);
+        sess_send_error(b->sess, MSG_ERR_INTERNAL, b->room->name,
+                        b->msg.opseq, "the stored ack of this batch is "
+                        "unreadable");
+        return;
+    }
+    ack = json_pack("{s:s, s:s, s:I, s:o}", "type", "ack", "room",
+                    b->room->name, "opseq", (json_int_t)b->msg.opseq,
+                    "results", list);
+    if (ack)
+        send_ack(b, ack, seq);
+    json_decref(ack);
+}
+
+static void on_apply(int status, store_outcome_t outcome, uint64_t seq,
+                     const char *results, size_t len, void *arg)
 {
     apply_t *a = arg;
     batch_t *b = a->batch;
@@ -714,77 +765,171 @@ static void on_apply(int status, uint64_t seq, void *arg)
     in_flight_count--;
     if (status < 0) {
         fail_batch(b, MSG_ERR_UNAVAILABLE, "Redis did not apply it; retry");
-        finish_apply(a);
-        pump(r);
-        return;
-    }
-    if (status == 1) {
+    } else if (outcome == STORE_STALE) {
         /* Another write came first: catch up, then compute again. */
-        finish_apply(a);
         b->next = r->waiting;
         r->waiting = b;
         if (!r->waiting_tail)
             r->waiting_tail = b;
         if (r->state == ROOM_READY)
             start_catch_up(r);
+        free_apply(a);
         return;
+    } else if (outcome == STORE_DUPLICATE) {
+        send_stored_ack(b, seq, results, len);
+        free_batch(b);
+    } else if (outcome == STORE_TOO_OLD) {
+        if (b->sess)
+            sess_send_error(b->sess, MSG_ERR_STALE_OPSEQ, r->name,
+                            b->msg.opseq,
+                            "batch %" PRIu64 " of actor %s is older than "
+                            "the acks this room keeps; read the room's "
+                            "state instead of resending it",
+                            b->msg.opseq, b->msg.actor);
+        free_batch(b);
+    } else {
+        if (seq > 0)
+            apply_locally(a, seq);
+        send_ack(b, a->ack, seq);
+        free_batch(b);
     }
-    apply_locally(a, seq);
-    send_ack(b, &a->c, seq);
-    finish_apply(a);
-    msg_clear(&b->msg);
-    free(b);
+    free_apply(a);
     pump(r);
 }
 
-/* Packs the event body and the objects written. Returns 0 or a negative
- * code; the caller frees what was packed. */
-static int pack_writes(room_t *r, apply_t *a, msgpack_sbuffer *body,
-                       msgpack_sbuffer *blobs, store_write_t *writes)
+/* Builds the ack, the event body and the records of a merged batch. */
+static int build_apply(room_t *r, apply_t *a, msgpack_sbuffer *results,
+                       msgpack_sbuffer *body)
 {
-    size_t n = 0;
-    int rc = pack_json(body, a->body);
+    const msg_t *m = &a->batch->msg;
+    const char **ids = calloc(m->nops + 1, sizeof(*ids));
+    int rc;
 
-    for (size_t i = 0; rc == 0 && i < a->c.work.nbuckets; i++) {
-        for (map_entry_t *e = a->c.work.buckets[i]; e; e = e->next) {
-            const obj_t *cur = map_get(&r->objs, e->key);
+    if (!ids)
+        return -ENOMEM;
+    for (size_t i = 0; i < m->nops; i++)
+        ids[i] = m->ops[i].id;
+    a->ack = msg_ack_json(r->name, m->opseq, 0, ids, a->out.results,
+                          m->nops);
+    free(ids);
+    if (!a->ack)
+        return -ENOMEM;
+    rc = pack_json(results, json_object_get(a->ack, "results"));
+    if (rc < 0 || a->out.applied == 0)
+        return rc;
 
-            msgpack_sbuffer_init(&blobs[n]);
-            rc = pack_obj(&blobs[n], e->value);
-            writes[n] = (store_write_t){
-                .id = e->key,
-                .expected_rev = cur ? cur->rev : 0,
-                .blob = blobs[n].data,
-                .blob_len = blobs[n].size,
-            };
-            n++;
-            if (rc < 0)
-                break;
-        }
+    a->body = json_pack("{s:s, s:I, s:O}", "actor", m->actor, "opseq",
+                        (json_int_t)m->opseq, "ops", a->out.event_ops);
+    if (!a->body)
+        return -ENOMEM;
+    return pack_json(body, a->body);
+}
+
+/* Packs the records of the objects written. */
+static int pack_records(room_t *r, apply_t *a, msgpack_sbuffer *blobs,
+                        store_write_t *writes)
+{
+    for (size_t i = 0; i < a->out.nobjs; i++) {
+        const obj_t *o = a->out.objs[i];
+        const obj_t *cur = map_get(&r->objs, o->id);
+        int rc;
+
+        msgpack_sbuffer_init(&blobs[i]);
+        rc = pack_obj(&blobs[i], o);
+        if (rc < 0)
+            return rc;
+        writes[i] = (store_write_t){
+            .id = o->id,
+            .expected_rev = cur ? cur->rev : 0,
+            .blob = blobs[i].data,
+            .blob_len = blobs[i].size,
+        };
     }
+    return 0;
+}
+
+/* Adds id to the reads unless the batch writes it or it is listed. */
+static int add_read(room_t *r, map_t *seen, const char *id,
+                    store_write_t *reads, size_t *nreads)
+{
+    const obj_t *cur;
+
+    if (map_get(seen, id))
+        return 0;
+    if (map_put(seen, id, (void *)1, NULL) < 0)
+        return -ENOMEM;
+    cur = map_get(&r->objs, id);
+    reads[(*nreads)++] = (store_write_t){
+        .id = id,
+        .expected_rev = cur ? cur->rev : 0,
+    };
+    return 0;
+}
+
+/* Lists the objects whose state the results depend on without the batch
+ * writing them: the objects of conflicting and rejected ops and the room's
+ * settings. Redis checks their revisions too, so no result is decided on a
+ * cache older than the state the client was acked. */
+static int collect_reads(room_t *r, apply_t *a, store_write_t *reads,
+                         size_t *nreads)
+{
+    const msg_t *m = &a->batch->msg;
+    map_t seen;
+    int rc = 0;
+
+    map_init(&seen);
+    *nreads = 0;
+    for (size_t i = 0; rc == 0 && i < a->out.nobjs; i++)
+        rc = map_put(&seen, a->out.objs[i]->id, (void *)1, NULL);
+    for (size_t i = 0; rc == 0 && i < m->nops; i++)
+        rc = add_read(r, &seen, m->ops[i].id, reads, nreads);
+    if (rc == 0)
+        rc = add_read(r, &seen, OBJ_ROOM_ID, reads, nreads);
+    map_free(&seen);
     return rc;
 }
 
-/* Sends the computed writes to Redis. Returns 0 or a negative code. */
-static int submit_writes(batch_t *b, apply_t *a)
+/* Sends the computed batch to Redis. Returns 0 or a negative code. */
+static int submit(batch_t *b, apply_t *a)
 {
-    size_t n = a->c.work.len;
-    msgpack_sbuffer body;
-    msgpack_sbuffer *blobs = calloc(n, sizeof(*blobs));
-    store_write_t *writes = calloc(n, sizeof(*writes));
+    size_t n = a->out.nobjs, nreads = 0;
+    msgpack_sbuffer results, body;
+    msgpack_sbuffer *blobs = calloc(n + 1, sizeof(*blobs));
+    store_write_t *writes = calloc(n + 1, sizeof(*writes));
+    store_write_t *reads = calloc(b->msg.nops + 1, sizeof(*reads));
+    store_batch_t sb;
     int rc = -ENOMEM;
 
+    msgpack_sbuffer_init(&results);
     msgpack_sbuffer_init(&body);
-    if (blobs && writes)
-        rc = pack_writes(b->room, a, &body, blobs, writes);
+    if (blobs && writes && reads)
+        rc = build_apply(b->room, a, &results, &body);
     if (rc == 0)
-        rc = store_apply(store, b->room->name, body.data, body.size, writes,
-                         n, on_apply, a);
+        rc = pack_records(b->room, a, blobs, writes);
+    if (rc == 0)
+        rc = collect_reads(b->room, a, reads, &nreads);
+    if (rc == 0) {
+        sb = (store_batch_t){
+            .actor = b->msg.actor,
+            .opseq = b->msg.opseq,
+            .body = body.data,
+            .body_len = body.size,
+            .results = results.data,
+            .results_len = results.size,
+            .writes = writes,
+            .n = n,
+            .reads = reads,
+            .nreads = nreads,
+        };
+        rc = store_apply(store, b->room->name, &sb, on_apply, a);
+    }
+    msgpack_sbuffer_destroy(&results);
     msgpack_sbuffer_destroy(&body);
     for (size_t i = 0; blobs && i < n; i++)
         msgpack_sbuffer_destroy(&blobs[i]);
     free(blobs);
     free(writes);
+    free(reads);
     return rc;
 }
 
@@ -799,24 +944,18 @@ static void batch_run(batch_t *b)
         return;
     }
     a = calloc(1, sizeof(*a));
-    if (!a || compute(r, &b->msg, &a->c) < 0) {
-        if (a)
-            finish_apply(a);
+    if (!a) {
         fail_batch(b, MSG_ERR_INTERNAL, "out of memory");
         return;
     }
     a->batch = b;
-    if (a->c.applied == 0) {
-        send_ack(b, &a->c, 0);
-        finish_apply(a);
-        msg_clear(&b->msg);
-        free(b);
+    if (merge_batch(&b->msg, lookup_cache, r, &a->out) < 0) {
+        free_apply(a);
+        fail_batch(b, MSG_ERR_INTERNAL, "out of memory");
         return;
     }
-    a->body = json_pack("{s:s, s:I, s:O}", "actor", b->msg.actor, "opseq",
-                        (json_int_t)b->msg.opseq, "ops", a->c.event_ops);
-    if (!a->body || submit_writes(b, a) < 0) {
-        finish_apply(a);
+    if (submit(b, a) < 0) {
+        free_apply(a);
         fail_batch(b, MSG_ERR_UNAVAILABLE,
                    store_is_up(store) ? "cannot send it to Redis"
                                       : "Redis is unreachable; retry");

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "config.h"
 #include "msg.h"
@@ -19,8 +20,12 @@
 struct room;
 typedef struct room room_t;
 
-/* Sets up the room registry. Returns 0 or -ENOMEM. */
-int room_module_init(const config_t *cfg, store_t *store);
+/* Sets up the room registry and the timer that frees rooms left without
+ * members. Returns 0 or -ENOMEM. */
+int room_module_init(uv_loop_t *loop, const config_t *cfg, store_t *store);
+
+/* Stops the timer, so that the loop can end. */
+void room_module_stop(void);
 
 /* Frees every room. Sessions must be gone. */
 void room_module_free(void);

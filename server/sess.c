@@ -17,7 +17,10 @@
 #include "log.h"
 #include "room.h"
 
-#define RX_KEEP_MAX 65536 /* receive buffer kept between messages */
+#define RX_KEEP_MAX 65536     /* receive buffer kept between messages */
+#define SESS_WRITE_CLOSE 4     /* lws' private LWS_WRITE_CLOSE */
+#define SLOW_CLOSE_GRACE_S 2  /* seconds a slow client gets to take the close */
+#define CLOSE_REPLY_S 2       /* seconds a client gets to answer a close */
 
 static const config_t *cfg;
 static sess_t *sessions;
@@ -69,12 +72,19 @@ void sess_send(sess_t *s, buf_t *b)
 
     if (s->close_code)
         return;
-    if (s->out_bytes + b->len > cfg->max_queue) {
+    /* An empty queue takes any message, so a snapshot larger than the
+     * limit still reaches a client that reads. */
+    if (s->out_bytes > 0 && s->out_bytes + b->len > cfg->max_queue) {
         log_warn("sess", "c%" PRIu64 ": closing a slow client: %zu bytes "
                  "queued, limit %zu", s->id, s->out_bytes, cfg->max_queue);
         drop_queue(s);
         sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                    "outbound queue over its limit");
+
+        /* A client that reads nothing never makes the socket writeable
+         * for the close frame, so the connection is cut after a grace. */
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_REASON_BASE,
+                        SLOW_CLOSE_GRACE_S);
         return;
     }
     o = malloc(sizeof(*o));
@@ -127,6 +137,11 @@ static void dispatch(sess_t *s)
     msg_t msg;
 
     msg_init(&msg);
+    if (s->rx_len == 0) {
+        sess_send_error(s, MSG_ERR_INVALID_JSON, NULL, 0,
+                        "empty message: expected a JSON object");
+        return;
+    }
     if (msg_decode_json(s->rx, s->rx_len, &cfg->limits, &msg, &err) < 0) {
         sess_send_error(s, err.code, err.room[0] ? err.room : NULL,
                         err.opseq, "%s", err.message);
@@ -211,20 +226,39 @@ static void on_receive(sess_t *s, struct lws *wsi, const void *in,
     }
 }
 
+/* Sends the close frame with the session's code and reason, then gives the
+ * client CLOSE_REPLY_S to answer before the connection is cut: closing at
+ * once while the client still sends would reset the connection and could
+ * discard the frame. lws 4.1.6 sends no close frame when a WRITEABLE
+ * callback returns -1 after lws_close_reason(), so the frame is written
+ * here with the close opcode lws keeps internal (LWS_WRITE_CLOSE, 4). */
+static int send_close(sess_t *s, struct lws *wsi)
+{
+    unsigned char frame[LWS_PRE + 2 + sizeof(s->close_reason)];
+    unsigned char *p = frame + LWS_PRE;
+    size_t len = strlen(s->close_reason);
+
+    if (s->close_sent)
+        return 0;
+    s->close_sent = 1;
+    p[0] = (unsigned char)(s->close_code >> 8);
+    p[1] = (unsigned char)(s->close_code & 0xff);
+    memcpy(p + 2, s->close_reason, len);
+    if (lws_write(wsi, p, 2 + len, (enum lws_write_protocol)SESS_WRITE_CLOSE) <
+        0)
+        return -1;
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_REASON_BASE, CLOSE_REPLY_S);
+    return 0;
+}
+
 /* Writes the next queued message. Returns -1 to close the connection. */
 static int on_writeable(sess_t *s, struct lws *wsi)
 {
     sess_out_t *o = s->out_head;
     int n;
 
-    if (!o) {
-        if (!s->close_code)
-            return 0;
-        lws_close_reason(wsi, (enum lws_close_status)s->close_code,
-                         (unsigned char *)s->close_reason,
-                         strlen(s->close_reason));
-        return -1;
-    }
+    if (!o)
+        return s->close_code ? send_close(s, wsi) : 0;
     s->out_head = o->next;
     if (!s->out_head)
         s->out_tail = NULL;

@@ -34,6 +34,7 @@ typedef struct sess {
     sess_out_t *out_head, *out_tail;
     size_t out_bytes;      /* bytes queued, bounded by max_queue */
     int close_code;        /* non-zero once a close is pending */
+    int close_sent;        /* the close frame is written */
     char close_reason[64];
     struct room *rooms[SESS_MAX_ROOMS];
     size_t nrooms;

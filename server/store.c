@@ -12,6 +12,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,10 +42,24 @@ struct store {
     uv_timer_t timer; /* connect timeout, then reconnect backoff */
     int backing_off;  /* the timer waits to reconnect */
     int backoff_ms;
-    map_t subs; /* room -> (void *)1 pending, (void *)2 confirmed */
+    map_t subs; /* room -> sub_state_t, cast to a pointer */
 };
 
 typedef enum { REQ_APPLY, REQ_LOAD, REQ_RANGE } req_kind_t;
+
+/* The state of a channel on the subscriber connection. hiredis 0.14 keeps
+ * one callback per channel and drops it when an UNSUBSCRIBE is answered,
+ * so a SUBSCRIBE must not be sent while an UNSUBSCRIBE is in flight. */
+typedef enum {
+    SUB_NONE,
+    SUB_PENDING,     /* SUBSCRIBE sent */
+    SUB_ACTIVE,      /* SUBSCRIBE confirmed */
+    SUB_LEAVING,     /* UNSUBSCRIBE sent */
+    SUB_RETURNING,   /* UNSUBSCRIBE sent, SUBSCRIBE wanted after it */
+} sub_state_t;
+
+#define SUB_PTR(state) ((void *)(uintptr_t)(state))
+#define SUB_STATE(ptr) ((sub_state_t)(uintptr_t)(ptr))
 
 typedef struct {
     store_t *st;
@@ -133,8 +148,12 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
     if (!reply)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
-        log_error("store", "Redis rejected start-up command: %s",
-                  reply->str);
+        /* A restarted Redis answers LOADING while it reads its data. */
+        if (strncmp(reply->str, "LOADING", 7) == 0)
+            log_warn("store", "Redis is loading its data; retrying");
+        else
+            log_error("store", "Redis rejected start-up command: %s",
+                      reply->str);
         if (st->done) {
             fail_start(st, -EPROTO);
             return;
@@ -370,6 +389,9 @@ int store_is_up(const store_t *st)
 
 /* Subscriptions */
 
+static int send_channel_command(store_t *st, const char *command,
+                                const char *room);
+
 static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     store_t *st = priv;
@@ -388,9 +410,17 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
         return;
 
     if (strcmp(kind->str, "subscribe") == 0) {
-        map_put(&st->subs, room, (void *)2, NULL);
+        map_put(&st->subs, room, SUB_PTR(SUB_ACTIVE), NULL);
         if (st->events.subscribed)
             st->events.subscribed(room, st->arg);
+        return;
+    }
+    if (strcmp(kind->str, "unsubscribe") == 0) {
+        sub_state_t state = SUB_STATE(map_remove(&st->subs, room));
+
+        if (state == SUB_RETURNING && send_channel_command(st, "SUBSCRIBE",
+                                                           room) < 0)
+            log_warn("store", "room %s: cannot subscribe again", room);
         return;
     }
     if (strcmp(kind->str, "message") == 0 &&
@@ -414,19 +444,20 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
     }
 }
 
-int store_subscribe(store_t *st, const char *room)
+/* Sends SUBSCRIBE or UNSUBSCRIBE for room's channel and records the state
+ * that follows. Returns 0 or a negative code. */
+static int send_channel_command(store_t *st, const char *command,
+                                const char *room)
 {
     char ch[PROTO_ROOM_MAX + 32];
-    const char *argv[2] = {"SUBSCRIBE", ch};
-    size_t lens[2] = {9, 0};
+    const char *argv[2] = {command, ch};
+    size_t lens[2] = {strlen(command), 0};
+    int subscribing = strcmp(command, "SUBSCRIBE") == 0;
 
-    if (!st->up)
-        return -ENOTCONN;
-    if (map_get(&st->subs, room))
-        return 0;
     channel_name(st, room, ch, sizeof(ch));
     lens[1] = strlen(ch);
-    if (map_put(&st->subs, room, (void *)1, NULL) < 0)
+    if (map_put(&st->subs, room,
+                SUB_PTR(subscribing ? SUB_PENDING : SUB_LEAVING), NULL) < 0)
         return -ENOMEM;
     if (redisAsyncCommandArgv(st->sub, on_sub_reply, st, 2, argv, lens) !=
         REDIS_OK) {
@@ -434,6 +465,37 @@ int store_subscribe(store_t *st, const char *room)
         return -EIO;
     }
     return 0;
+}
+
+int store_subscribe(store_t *st, const char *room)
+{
+    sub_state_t state;
+
+    if (!st->up)
+        return -ENOTCONN;
+    state = SUB_STATE(map_get(&st->subs, room));
+    switch (state) {
+    case SUB_NONE:
+        return send_channel_command(st, "SUBSCRIBE", room);
+    case SUB_ACTIVE:
+        if (st->events.subscribed)
+            st->events.subscribed(room, st->arg);
+        return 0;
+    case SUB_LEAVING:
+        return map_put(&st->subs, room, SUB_PTR(SUB_RETURNING), NULL);
+    default:
+        return 0;
+    }
+}
+
+void store_unsubscribe(store_t *st, const char *room)
+{
+    sub_state_t state = SUB_STATE(map_get(&st->subs, room));
+
+    if (!st->up || state != SUB_ACTIVE)
+        return;
+    if (send_channel_command(st, "UNSUBSCRIBE", room) < 0)
+        log_warn("store", "room %s: cannot unsubscribe", room);
 }
 
 /* Commands */
@@ -471,40 +533,82 @@ static uint64_t reply_u64(const redisReply *r)
     return 0;
 }
 
+static int outcome_of(const redisReply *reply, store_outcome_t *outcome)
+{
+    static const struct {
+        const char *name;
+        store_outcome_t outcome;
+    } names[] = {{"ok", STORE_APPLIED},
+                 {"stale", STORE_STALE},
+                 {"dup", STORE_DUPLICATE},
+                 {"old", STORE_TOO_OLD}};
+    const redisReply *first;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1)
+        return -EPROTO;
+    first = reply->element[0];
+    if (first->type != REDIS_REPLY_STRING)
+        return -EPROTO;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(first->str, names[i].name) == 0) {
+            *outcome = names[i].outcome;
+            return 0;
+        }
+    }
+    return -EPROTO;
+}
+
 static void on_apply_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     req_t *req = priv;
     store_apply_cb cb = (store_apply_cb)req->cb;
     redisReply *reply = r;
-    uint64_t seq;
+    store_outcome_t outcome = STORE_STALE;
+    const redisReply *extra;
+    const char *space;
 
-    if (reply_failed(reply, "al_apply") || reply->type != REDIS_REPLY_ARRAY ||
-        reply->elements < 1) {
-        cb(-EIO, 0, req->arg);
+    if (reply_failed(reply, "al_apply") || outcome_of(reply, &outcome) < 0) {
+        cb(-EIO, STORE_STALE, 0, NULL, 0, req->arg);
+        free(req);
+        return;
+    }
+    extra = reply->elements > 1 ? reply->element[1] : NULL;
+    if (outcome == STORE_APPLIED && extra) {
+        cb(0, outcome, reply_u64(extra), NULL, 0, req->arg);
+    } else if (outcome == STORE_DUPLICATE && extra &&
+               extra->type == REDIS_REPLY_STRING &&
+               (space = memchr(extra->str, ' ', extra->len))) {
+        cb(0, outcome, strtoull(extra->str, NULL, 10), space + 1,
+           extra->len - (size_t)(space + 1 - extra->str), req->arg);
+    } else if (outcome == STORE_STALE || outcome == STORE_TOO_OLD) {
+        cb(0, outcome, 0, NULL, 0, req->arg);
     } else {
-        seq = reply_u64(reply->element[0]);
-        cb(seq ? 0 : 1, seq, req->arg);
+        log_error("store", "al_apply returned a malformed reply");
+        cb(-EPROTO, outcome, 0, NULL, 0, req->arg);
     }
     free(req);
 }
 
-static void room_keys(const char *room, char keys[4][PROTO_ROOM_MAX + 16])
+static void room_keys(const char *room, char keys[6][PROTO_ROOM_MAX + 16])
 {
     snprintf(keys[0], sizeof(keys[0]), "al:{%s}:objs", room);
     snprintf(keys[1], sizeof(keys[1]), "al:{%s}:revs", room);
     snprintf(keys[2], sizeof(keys[2]), "al:{%s}:seq", room);
     snprintf(keys[3], sizeof(keys[3]), "al:{%s}:log", room);
+    snprintf(keys[4], sizeof(keys[4]), "al:{%s}:actors", room);
+    snprintf(keys[5], sizeof(keys[5]), "al:{%s}:acks", room);
 }
 
-int store_apply(store_t *st, const char *room, const char *body,
-                size_t body_len, const store_write_t *writes, size_t n,
+int store_apply(store_t *st, const char *room, const store_batch_t *batch,
                 store_apply_cb cb, void *arg)
 {
-    char keys[4][PROTO_ROOM_MAX + 16];
+    char keys[6][PROTO_ROOM_MAX + 16];
+    char ackq[PROTO_ROOM_MAX + PROTO_ID_MAX + 16];
     char ch[PROTO_ROOM_MAX + 32];
-    char max[24], count[24];
+    char max[24], count[24], opseq[24], nreads[24];
     char (*revs)[24];
-    size_t argc = 3 + 4 + 4 + 3 * n;
+    size_t n = batch->n;
+    size_t argc = 3 + 7 + 8 + 3 * n + 2 * batch->nreads;
     const char **argv;
     size_t *lens;
     req_t *req;
@@ -515,32 +619,49 @@ int store_apply(store_t *st, const char *room, const char *body,
         return -ENOTCONN;
     argv = malloc(argc * sizeof(*argv));
     lens = malloc(argc * sizeof(*lens));
-    revs = malloc((n ? n : 1) * sizeof(*revs));
+    revs = malloc((n + batch->nreads + 1) * sizeof(*revs));
     req = new_req(st, REQ_APPLY, (void *)cb, arg);
     if (!argv || !lens || !revs || !req)
         goto out;
 
     room_keys(room, keys);
+    snprintf(ackq, sizeof(ackq), "al:{%s}:ackq:%s", room, batch->actor);
     channel_name(st, room, ch, sizeof(ch));
     snprintf(max, sizeof(max), "%" PRIu64, st->cfg->stream_max);
     snprintf(count, sizeof(count), "%zu", n);
+    snprintf(opseq, sizeof(opseq), "%" PRIu64, batch->opseq);
 
 #define ARG(s, l) (argv[i] = (s), lens[i] = (l), i++)
     ARG("FCALL", 5);
     ARG("al_apply", 8);
-    ARG("4", 1);
-    for (int k = 0; k < 4; k++)
+    ARG("7", 1);
+    for (int k = 0; k < 6; k++)
         ARG(keys[k], strlen(keys[k]));
+    ARG(ackq, strlen(ackq));
     ARG(ch, strlen(ch));
     ARG(max, strlen(max));
-    ARG(body, body_len);
+    ARG(n ? batch->body : "", n ? batch->body_len : 0);
     ARG(count, strlen(count));
+    ARG(batch->actor, strlen(batch->actor));
+    ARG(opseq, strlen(opseq));
+    ARG(batch->results, batch->results_len);
+    snprintf(nreads, sizeof(nreads), "%zu", batch->nreads);
+    ARG(nreads, strlen(nreads));
     for (size_t w = 0; w < n; w++) {
-        snprintf(revs[w], sizeof(revs[w]), "%" PRIu64,
-                 writes[w].expected_rev);
-        ARG(writes[w].id, strlen(writes[w].id));
+        const store_write_t *wr = &batch->writes[w];
+
+        snprintf(revs[w], sizeof(revs[w]), "%" PRIu64, wr->expected_rev);
+        ARG(wr->id, strlen(wr->id));
         ARG(revs[w], strlen(revs[w]));
-        ARG(writes[w].blob, writes[w].blob_len);
+        ARG(wr->blob, wr->blob_len);
+    }
+    for (size_t k = 0; k < batch->nreads; k++) {
+        const store_write_t *rd = &batch->reads[k];
+
+        snprintf(revs[n + k], sizeof(revs[n + k]), "%" PRIu64,
+                 rd->expected_rev);
+        ARG(rd->id, strlen(rd->id));
+        ARG(revs[n + k], strlen(revs[n + k]));
     }
 #undef ARG
 
@@ -637,7 +758,7 @@ done:
 
 int store_load(store_t *st, const char *room, store_load_cb cb, void *arg)
 {
-    char keys[4][PROTO_ROOM_MAX + 16];
+    char keys[6][PROTO_ROOM_MAX + 16];
     const char *argv[6];
     size_t lens[6];
     req_t *req;
@@ -691,17 +812,18 @@ static void on_range_reply(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     store_entry_t *entries = NULL;
     const redisReply *list;
-    uint64_t first = 0;
+    uint64_t first = 0, room_seq = 0;
     int status = 0;
     size_t n = 0;
 
     if (reply_failed(reply, "al_range") || reply->type != REDIS_REPLY_ARRAY ||
-        reply->elements != 2 ||
+        reply->elements != 3 ||
         reply->element[1]->type != REDIS_REPLY_ARRAY) {
         status = -EIO;
         goto done;
     }
     first = reply_u64(reply->element[0]);
+    room_seq = reply_u64(reply->element[2]);
     list = reply->element[1];
     entries = calloc(list->elements + 1, sizeof(*entries));
     if (!entries) {
@@ -716,7 +838,7 @@ static void on_range_reply(redisAsyncContext *ac, void *r, void *priv)
     }
 
 done:
-    cb(status, entries, status < 0 ? 0 : n, first, req->arg);
+    cb(status, entries, status < 0 ? 0 : n, first, room_seq, req->arg);
     free(entries);
     free(req);
 }
@@ -724,10 +846,10 @@ done:
 int store_range(store_t *st, const char *room, uint64_t after, size_t count,
                 store_range_cb cb, void *arg)
 {
-    char key[PROTO_ROOM_MAX + 16];
+    char key[PROTO_ROOM_MAX + 16], seq_key[PROTO_ROOM_MAX + 16];
     char from[24], num[24];
-    const char *argv[6] = {"FCALL", "al_range", "1", key, from, num};
-    size_t lens[6];
+    const char *argv[7] = {"FCALL", "al_range", "2", key, seq_key, from, num};
+    size_t lens[7];
     req_t *req;
 
     if (!st->up)
@@ -736,11 +858,12 @@ int store_range(store_t *st, const char *room, uint64_t after, size_t count,
     if (!req)
         return -ENOMEM;
     snprintf(key, sizeof(key), "al:{%s}:log", room);
+    snprintf(seq_key, sizeof(seq_key), "al:{%s}:seq", room);
     snprintf(from, sizeof(from), "%" PRIu64, after);
     snprintf(num, sizeof(num), "%zu", count);
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 7; i++)
         lens[i] = strlen(argv[i]);
-    if (redisAsyncCommandArgv(st->cmd, on_range_reply, req, 6, argv, lens) !=
+    if (redisAsyncCommandArgv(st->cmd, on_range_reply, req, 7, argv, lens) !=
         REDIS_OK) {
         free(req);
         return -EIO;

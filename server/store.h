@@ -56,13 +56,39 @@ typedef struct {
     size_t len;
 } store_entry_t;
 
-/* status: 0 applied as seq; 1 stale (another write came first; nothing
- * written); < 0 failed. */
-typedef void (*store_apply_cb)(int status, uint64_t seq, void *arg);
+/* What al_apply did with a batch. */
+typedef enum {
+    STORE_APPLIED,   /* written as seq (0 when it wrote no object) */
+    STORE_STALE,     /* an expected revision no longer holds; nothing written */
+    STORE_DUPLICATE, /* seen before: seq and results of its first arrival */
+    STORE_TOO_OLD,   /* older than the acks kept for its actor */
+} store_outcome_t;
+
+/* A batch as al_apply writes it. */
+typedef struct {
+    const char *actor;
+    uint64_t opseq;
+    const char *body;    /* msgpack event body; unused when n is 0 */
+    size_t body_len;
+    const char *results; /* msgpack of the ack's results, kept for retries */
+    size_t results_len;
+    const store_write_t *writes;
+    size_t n;
+    const store_write_t *reads; /* objects the results depend on but the
+                                   batch does not write; blobs unused */
+    size_t nreads;
+} store_batch_t;
+
+/* status is 0 or negative when Redis failed; results (msgpack, valid
+ * during the call) is set for STORE_DUPLICATE only. */
+typedef void (*store_apply_cb)(int status, store_outcome_t outcome,
+                               uint64_t seq, const char *results,
+                               size_t results_len, void *arg);
 typedef void (*store_load_cb)(int status, const store_room_t *room,
                               void *arg);
 typedef void (*store_range_cb)(int status, const store_entry_t *entries,
-                               size_t n, uint64_t first_seq, void *arg);
+                               size_t n, uint64_t first_seq,
+                               uint64_t room_seq, void *arg);
 
 /*
  * Connects both connections and loads the Redis functions. done is called
@@ -80,15 +106,23 @@ void store_stop(store_t *st);
 /* Returns 1 while both connections are up. */
 int store_is_up(const store_t *st);
 
-/* Subscribes to room's channel; events->subscribed follows. Subscribing
- * twice is a no-op. Returns 0 or a negative code when Redis is down. */
+/* Subscribes to room's channel; events->subscribed follows, also when the
+ * channel was subscribed already. Returns 0 or a negative code when Redis
+ * is down. */
 int store_subscribe(store_t *st, const char *room);
 
-/* Writes objects and the event body atomically when every expected
- * revision still holds, assigning the room's next seq, appending to the
- * stream and publishing. Returns 0 or a negative code (cb not called). */
-int store_apply(store_t *st, const char *room, const char *body,
-                size_t body_len, const store_write_t *writes, size_t n,
+/* Unsubscribes from room's channel once its SUBSCRIBE was confirmed; a
+ * store_subscribe() before the UNSUBSCRIBE is answered subscribes again
+ * after it. */
+void store_unsubscribe(store_t *st, const char *room);
+
+/* Writes a batch atomically: unless (actor, opseq) was seen before or an
+ * expected revision of an object written or read no longer holds, the
+ * objects are written, the room's
+ * next seq assigned, the event appended to the stream and published, and
+ * the ack's results kept for retries. Returns 0 or a negative code (cb is
+ * then not called). */
+int store_apply(store_t *st, const char *room, const store_batch_t *batch,
                 store_apply_cb cb, void *arg);
 
 /* Loads the room's seq and objects in one atomic read. */
@@ -96,7 +130,9 @@ int store_load(store_t *st, const char *room, store_load_cb cb, void *arg);
 
 /* Reads up to count stream events with seq > after. first_seq is the seq
  * of the oldest event still in the stream (0 when it is empty), so a caller
- * can tell when the stream no longer reaches back to after + 1. */
+ * can tell when the stream no longer reaches back to after + 1; room_seq is
+ * the room's seq in Redis, which is lower than after only when Redis lost
+ * data. */
 int store_range(store_t *st, const char *room, uint64_t after, size_t count,
                 store_range_cb cb, void *arg);
 

@@ -151,6 +151,54 @@ describe('conflicts', () => {
     assert.equal(recreate.results[0].reason, 'exists', JSON.stringify(recreate));
   }));
 
+  test('disjoint concurrent updates merge', { timeout: 30000 }, env.wrap(async () => {
+    const room = 'conflict-merge';
+    const x = await member(a, 'x5', room);
+    const y = await member(b, 'y5', room);
+    const created = await x.client.send(room, [
+      { op: 'create', id: 'm', kind: 'bbox', fields: { item: 'img-1', label: 'cat', geometry: [0, 0, 10, 10] } },
+    ]);
+    const base = created.results[0].vv;
+
+    const relabel = await x.client.send(room, [{ op: 'update', id: 'm', base, set: { label: 'dog' } }]);
+    assert.equal(relabel.results[0].status, 'applied', JSON.stringify(relabel));
+    const move = await y.client.send(room, [{ op: 'update', id: 'm', base, set: { geometry: [5, 5, 10, 10] } }]);
+    assert.equal(move.results[0].status, 'applied', `an update of another field from the same base: ${JSON.stringify(move)}`);
+
+    const both = await y.client.send(room, [
+      { op: 'update', id: 'm', base, set: { label: 'bird', occluded: true } },
+    ]);
+    const result = both.results[0];
+    assert.equal(result.status, 'merged', `label is concurrent, occluded is not: ${JSON.stringify(result)}`);
+    assert.deepEqual(result.conflicts.map((c) => c.field), ['label'], JSON.stringify(result));
+    assert.equal(result.conflicts[0].value, 'dog', JSON.stringify(result));
+
+    await x.events.waitForSeq(both.seq);
+    const fresh = await member(a, 'x5-fresh', room);
+    const object = findObject(fresh.snapshot, 'm');
+    assert.equal(object.fields.label, 'dog', 'label keeps the first write');
+    assert.deepEqual(object.fields.geometry, [5, 5, 10, 10], 'geometry has the disjoint write');
+    assert.equal(object.fields.occluded, true, 'occluded has the merged write');
+    assert.deepEqual(object.vv, result.vv, 'snapshot vv is the vv of the last ack');
+  }));
+
+  test('retried batch applies once', { timeout: 30000 }, env.wrap(async () => {
+    const room = 'conflict-retry';
+    const first = await member(a, 'retrier', room);
+    const ops = [{ op: 'create', id: 'r', kind: 'tag', fields: { label: 'once' } }];
+    const ack = await first.client.send(room, ops, { opseq: 7 });
+    assert.equal(ack.results[0].status, 'applied', JSON.stringify(ack));
+
+    // The same actor resends the batch through the other instance, as after a lost ack.
+    const second = await member(b, 'retrier', room);
+    const again = await second.client.send(room, ops, { opseq: 7 });
+    assert.deepEqual(again, ack, 'a resent batch gets the ack of its first arrival');
+
+    const fresh = await member(b, 'retry-check', room);
+    assert.equal(fresh.snapshot.seq, ack.seq, 'the resent batch made no new event');
+    assert.deepEqual(findObject(fresh.snapshot, 'r').vv, { retrier: 1 });
+  }));
+
   test('events in seq order everywhere', { timeout: 60000 }, env.wrap(async () => {
     const room = 'conflict-order';
     const members = [
