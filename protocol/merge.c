@@ -79,9 +79,28 @@ static void working_put(merge_out_t *out, obj_t *obj)
 
 /* ---- one op ---- */
 
+/* Rejects op with reason "forbidden" when permit refuses it. Returns 1
+ * when it was rejected. */
+static int forbid(const msg_t *batch, const op_t *op,
+                  const merge_permit_t *permit, op_result_t *res)
+{
+    const char *why;
+
+    if (!permit || !permit->fn)
+        return 0;
+    why = permit->fn(batch, op, permit->arg);
+    if (!why)
+        return 0;
+    res->status = RES_REJECTED;
+    res->reason = "forbidden";
+    snprintf(res->message, sizeof(res->message), "%s", why);
+    return 1;
+}
+
 static int merge_op(const msg_t *batch, size_t i,
                     const merge_settings_t *settings, merge_lookup_fn lookup,
-                    void *arg, merge_out_t *out)
+                    void *arg, const merge_permit_t *permit,
+                    merge_out_t *out)
 {
     const op_t *op = &batch->ops[i];
     const obj_t *cur = current(out, op->id, lookup, arg);
@@ -90,6 +109,8 @@ static int merge_op(const msg_t *batch, size_t i,
     json_t *event_op;
     int rc;
 
+    if (forbid(batch, op, permit, res))
+        return 0;
     rc = obj_apply_ex(cur, op, batch->actor, settings, &next, res);
     if (rc < 0 || next == NULL)
         return rc;
@@ -199,6 +220,12 @@ static int out_init(merge_out_t *out, size_t nops)
 int merge_batch(const msg_t *batch, merge_lookup_fn lookup, void *arg,
                 merge_out_t *out)
 {
+    return merge_batch_permit(batch, lookup, arg, NULL, out);
+}
+
+int merge_batch_permit(const msg_t *batch, merge_lookup_fn lookup, void *arg,
+                       const merge_permit_t *permit, merge_out_t *out)
+{
     merge_settings_t settings;
     size_t i, failed = batch->nops;
     int rc;
@@ -206,7 +233,7 @@ int merge_batch(const msg_t *batch, merge_lookup_fn lookup, void *arg,
     rc = out_init(out, batch->nops);
     merge_settings_from(lookup(OBJ_ROOM_ID, arg), &settings);
     for (i = 0; rc == 0 && i < batch->nops; i++) {
-        rc = merge_op(batch, i, &settings, lookup, arg, out);
+        rc = merge_op(batch, i, &settings, lookup, arg, permit, out);
         if (rc == 0 && failed == batch->nops &&
             out->results[i].status != RES_APPLIED)
             failed = i;

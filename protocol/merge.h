@@ -59,6 +59,19 @@ void merge_settings_from(const obj_t *room_obj, merge_settings_t *out);
 int merge_batch(const msg_t *batch, merge_lookup_fn lookup, void *arg,
                 merge_out_t *out);
 
+/* The access check of a batch: fn returns NULL when batch->actor may run
+ * op, or a message saying why not (a static string, or one that stays
+ * valid until merge_batch_permit() returns). */
+typedef struct {
+    const char *(*fn)(const msg_t *batch, const op_t *op, void *arg);
+    void *arg;
+} merge_permit_t;
+
+/* Like merge_batch(), and first asks permit about each op: a refused op is
+ * rejected with reason "forbidden" and its message, and is not applied. */
+int merge_batch_permit(const msg_t *batch, merge_lookup_fn lookup, void *arg,
+                       const merge_permit_t *permit, merge_out_t *out);
+
 /* Frees what out holds and leaves it empty. A zeroed out is empty. */
 void merge_out_clear(merge_out_t *out);
 

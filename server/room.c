@@ -21,6 +21,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "authz.h"
 #include "log.h"
 #include "map.h"
 #include "merge.h"
@@ -936,6 +937,7 @@ static int submit(batch_t *b, apply_t *a)
 static void batch_run(batch_t *b)
 {
     room_t *r = b->room;
+    merge_permit_t permit = {.fn = authz_check_op, .arg = b->sess};
     apply_t *a;
 
     if (++b->attempts > MAX_ATTEMPTS) {
@@ -949,7 +951,7 @@ static void batch_run(batch_t *b)
         return;
     }
     a->batch = b;
-    if (merge_batch(&b->msg, lookup_cache, r, &a->out) < 0) {
+    if (merge_batch_permit(&b->msg, lookup_cache, r, &permit, &a->out) < 0) {
         free_apply(a);
         fail_batch(b, MSG_ERR_INTERNAL, "out of memory");
         return;
