@@ -141,6 +141,23 @@ static int get_opseq(const json_t *obj, uint64_t *opseq, char *err,
     return 0;
 }
 
+/* Reads the optional "since" of a join: the seq a resuming client holds. */
+static int get_since(const json_t *obj, msg_t *msg, char *err, size_t errlen)
+{
+    json_t *value = json_object_get(obj, "since");
+    json_int_t n;
+
+    if (!value)
+        return 0;
+    n = json_is_integer(value) ? json_integer_value(value) : -1;
+    if (n < 0 || (uint64_t)n > VV_COUNTER_MAX)
+        return wrong_type("since", "an integer from 0 to 9007199254740991",
+                          value, err, errlen);
+    msg->since = (uint64_t)n;
+    msg->has_since = 1;
+    return 0;
+}
+
 /* ---- ops ---- */
 
 static int check_field_name(const char *where, const char *name, char *err,
@@ -646,8 +663,14 @@ static int read_message(const json_t *root, const proto_limits_t *limits,
 
     if (get_string(root, "type", &type, &type_len, text, len) < 0)
         return -EINVAL;
-    if (strcmp(type, "join") == 0 || strcmp(type, "leave") == 0) {
-        msg->type = type[0] == 'j' ? MSG_JOIN : MSG_LEAVE;
+    if (strcmp(type, "join") == 0) {
+        msg->type = MSG_JOIN;
+        if (get_room(root, msg->room, text, len) < 0)
+            return -EINVAL;
+        return get_since(root, msg, text, len);
+    }
+    if (strcmp(type, "leave") == 0) {
+        msg->type = MSG_LEAVE;
         return get_room(root, msg->room, text, len);
     }
     if (strcmp(type, "ops") == 0) {

@@ -23,6 +23,8 @@ typedef struct {
     char actor[PROTO_ID_MAX + 1]; /* ops only */
     uint64_t opseq;               /* ops only */
     int has_opseq;
+    uint64_t since;               /* join only: the seq the client holds */
+    int has_since;
     int atomic; /* ops only: 1 when every op applies in full or none does */
     op_t *ops;  /* owned array of nops ops */
     size_t nops;

@@ -415,6 +415,13 @@ static int scan_all(const char *buf, size_t len, size_t max_depth, char *err,
 static int to_json(const msgpack_object *o, json_t **out, char *err,
                    size_t errlen);
 
+/* Returns the bytes of a msgpack-c string. msgpack-c gives an empty fixstr
+ * (0xa0) a NULL pointer, which jansson takes for a failed allocation. */
+static const char *str_ptr(const msgpack_object_str *str)
+{
+    return str->size == 0 ? "" : str->ptr;
+}
+
 static int map_to_json(const msgpack_object_map *map, json_t *obj, char *err,
                        size_t errlen)
 {
@@ -423,18 +430,19 @@ static int map_to_json(const msgpack_object_map *map, json_t *obj, char *err,
 
     for (i = 0; i < map->size; i++) {
         const msgpack_object_str *key = &map->ptr[i].key.via.str;
+        const char *name = str_ptr(key);
         char shown[64];
         json_t *value;
 
-        if (json_object_getn(obj, key->ptr, key->size) != NULL) {
-            proto_quote(key->ptr, key->size, shown, sizeof(shown));
+        if (json_object_getn(obj, name, key->size) != NULL) {
+            proto_quote(name, key->size, shown, sizeof(shown));
             return proto_fail(err, errlen, -EINVAL,
                               "duplicate msgpack map key %s", shown);
         }
         rc = to_json(&map->ptr[i].val, &value, err, errlen);
         if (rc < 0)
             return rc;
-        if (json_object_setn_new_nocheck(obj, key->ptr, key->size, value) < 0)
+        if (json_object_setn_new_nocheck(obj, name, key->size, value) < 0)
             return -ENOMEM;
     }
     return 0;
@@ -507,7 +515,7 @@ static int to_json(const msgpack_object *o, json_t **out, char *err,
         j = json_real(o->via.f64);
         break;
     case MSGPACK_OBJECT_STR:
-        j = json_stringn_nocheck(o->via.str.ptr, o->via.str.size);
+        j = json_stringn_nocheck(str_ptr(&o->via.str), o->via.str.size);
         break;
     case MSGPACK_OBJECT_ARRAY:
     case MSGPACK_OBJECT_MAP:

@@ -32,6 +32,9 @@ enum {
     OPT_MAX_QUEUE,
     OPT_STREAM_MAX,
     OPT_REDIS_TIMEOUT,
+    OPT_MAX_ROOMS,
+    OPT_PING_INTERVAL,
+    OPT_PING_TIMEOUT,
 };
 
 typedef struct {
@@ -61,6 +64,13 @@ static const option_doc_t option_docs[] = {
      "most fields in one object or op (default 256)"},
     {"max-depth", OPT_MAX_DEPTH, "ANNOLIVE_MAX_DEPTH", "N",
      "deepest JSON nesting accepted (default 32)"},
+    {"max-rooms", OPT_MAX_ROOMS, "ANNOLIVE_MAX_ROOMS", "N",
+     "most rooms one connection may join (default 64)"},
+    {"ping-interval", OPT_PING_INTERVAL, "ANNOLIVE_PING_INTERVAL", "SECONDS",
+     "seconds without traffic before a connection is pinged (default 30)"},
+    {"ping-timeout", OPT_PING_TIMEOUT, "ANNOLIVE_PING_TIMEOUT", "SECONDS",
+     "seconds a ping may go unanswered before the connection is closed "
+     "(default 30)"},
     {"max-queue", OPT_MAX_QUEUE, "ANNOLIVE_MAX_QUEUE", "BYTES",
      "bytes queued for one connection before it is closed "
      "(default 16777216)"},
@@ -227,6 +237,20 @@ static int set_count(config_t *cfg, int id, const char *val)
             return -EINVAL;
         cfg->redis_timeout_ms = (int)v;
         return 0;
+    case OPT_MAX_ROOMS:
+        if (parse_count(val, 1, 10000, &v) < 0)
+            return -EINVAL;
+        cfg->max_rooms = (size_t)v;
+        return 0;
+    case OPT_PING_INTERVAL:
+    case OPT_PING_TIMEOUT:
+        if (parse_count(val, 1, 3600, &v) < 0)
+            return -EINVAL;
+        if (id == OPT_PING_INTERVAL)
+            cfg->ping_interval_s = (int)v;
+        else
+            cfg->ping_timeout_s = (int)v;
+        return 0;
     }
     return -EINVAL;
 }
@@ -241,6 +265,9 @@ static const char *range_hint(int id)
     case OPT_MAX_QUEUE: return "an integer from 65536 to 4294967296";
     case OPT_STREAM_MAX: return "an integer from 100 to 1099511627776";
     case OPT_REDIS_TIMEOUT: return "an integer from 100 to 600000";
+    case OPT_MAX_ROOMS: return "an integer from 1 to 10000";
+    case OPT_PING_INTERVAL:
+    case OPT_PING_TIMEOUT: return "an integer from 1 to 3600";
     case OPT_LISTEN: return "HOST:PORT, such as 127.0.0.1:7700";
     case OPT_REDIS: return "redis://IP:PORT[/DB], such as "
                            "redis://127.0.0.1:6379/0";
@@ -303,6 +330,9 @@ static void set_defaults(config_t *cfg)
     cfg->stream_max = 100000;
     cfg->max_queue = 16u << 20;
     cfg->redis_timeout_ms = 3000;
+    cfg->max_rooms = 64;
+    cfg->ping_interval_s = 30;
+    cfg->ping_timeout_s = 30;
 }
 
 static int reject(const char *source, const char *val, int id)

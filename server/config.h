@@ -23,7 +23,10 @@ typedef struct {
     proto_limits_t limits;
     uint64_t stream_max;     /* entries kept in each room's event stream */
     size_t max_queue;        /* bytes queued for one slow connection */
-    int redis_timeout_ms;    /* connect and command timeout */
+    int redis_timeout_ms;    /* connect timeout */
+    size_t max_rooms;        /* rooms one connection may join */
+    int ping_interval_s;     /* idle seconds before the server pings */
+    int ping_timeout_s;      /* seconds a ping may go unanswered */
 } config_t;
 
 /*

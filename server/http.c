@@ -26,11 +26,41 @@ typedef struct http_pending {
 
 static const config_t *cfg;
 static store_t *store;
+static int stopping;
 
 void http_configure(const config_t *config, store_t *st)
 {
     cfg = config;
     store = st;
+}
+
+void http_set_stopping(void)
+{
+    stopping = 1;
+}
+
+int http_stopping(void)
+{
+    return stopping;
+}
+
+static int respond(struct lws *wsi, http_t *h, int status, json_t *body);
+
+static int get_readyz(struct lws *wsi, http_t *h)
+{
+    const char *status = "ready";
+    int code = 200;
+
+    if (stopping) {
+        status = "stopping";
+        code = 503;
+    } else if (!store_is_up(store)) {
+        status = "unavailable";
+        code = 503;
+    }
+    return respond(wsi, h, code,
+                   json_pack("{s:s, s:s, s:b}", "status", status, "instance",
+                             cfg->instance, "redis", store_is_up(store)));
 }
 
 /* Queues a response; takes the reference to body. */
@@ -196,6 +226,8 @@ static int route(struct lws *wsi, http_t *h, const char *path)
                        json_pack("{s:s, s:s, s:b}", "status", "ok",
                                  "instance", cfg->instance, "redis",
                                  store_is_up(store)));
+    if (strcmp(path, "/readyz") == 0)
+        return get_readyz(wsi, h);
     if (strncmp(path, prefix, sizeof(prefix) - 1) == 0 &&
         len > sizeof(prefix) - 1 + sizeof(suffix) - 1 &&
         strcmp(path + len - (sizeof(suffix) - 1), suffix) == 0)

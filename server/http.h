@@ -23,6 +23,13 @@ typedef struct {
 
 void http_configure(const config_t *cfg, store_t *store);
 
+/* Marks the instance as stopping: /readyz answers 503 and new WebSocket
+ * upgrades are rejected with 503. */
+void http_set_stopping(void);
+
+/* Returns 1 once http_set_stopping() was called. */
+int http_stopping(void);
+
 /* libwebsockets callback for the HTTP part of the protocol. */
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
                   http_t *h, void *in, size_t len);

@@ -19,7 +19,8 @@
 #include "sess.h"
 #include "store.h"
 
-#define STOP_GRACE_MS 5000 /* longest wait for clients and writes at stop */
+#define STOP_WRITES_MS 2000 /* longest wait for writes in flight at stop */
+#define STOP_GRACE_MS 5000  /* longest stop, writes and connections */
 #define STOP_POLL_MS 20
 
 typedef struct {
@@ -28,7 +29,9 @@ typedef struct {
     store_t *store;
     uv_signal_t sigterm, sigint;
     uv_timer_t stop_timer;
-    uint64_t stop_deadline;
+    uint64_t writes_deadline; /* end of the wait for writes in flight */
+    uint64_t stop_deadline;   /* end of the wait for connections */
+    int closing;              /* connections are being closed */
     int store_status; /* 1 while starting, then 0 or a negative code */
     int exit_code;
 } server_t;
@@ -52,14 +55,25 @@ static void shut_down(server_t *srv)
     room_module_stop();
 }
 
+/* Steps of a graceful stop, polled by stop_timer: first the writes in
+ * flight finish (their acks still reach the clients), then every
+ * connection is closed with 1001 after its queued messages, then the loop
+ * ends. Each step is bounded in time. */
 static void on_stop_timer(uv_timer_t *t)
 {
     server_t *srv = t->data;
-    int drained = sess_count() == 0 && room_batches_in_flight() == 0;
+    uint64_t now = uv_now(&srv->loop);
 
-    if (!drained && uv_now(&srv->loop) < srv->stop_deadline)
+    if (!srv->closing) {
+        if (room_batches_in_flight() > 0 && now < srv->writes_deadline)
+            return;
+        srv->closing = 1;
+        log_info("main", "closing %zu connections", sess_close_all());
         return;
-    if (!drained)
+    }
+    if (sess_count() > 0 && now < srv->stop_deadline)
+        return;
+    if (sess_count() > 0 || room_batches_in_flight() > 0)
         log_warn("main", "stopping with %zu connections and %zu writes "
                  "still open after %d ms", sess_count(),
                  room_batches_in_flight(), STOP_GRACE_MS);
@@ -70,14 +84,17 @@ static void on_stop_timer(uv_timer_t *t)
 static void on_signal(uv_signal_t *sig, int signum)
 {
     server_t *srv = sig->data;
+    uint64_t now = uv_now(&srv->loop);
 
     if (uv_is_active((uv_handle_t *)&srv->stop_timer))
         return;
-    log_info("main", "received %s: closing %zu connections",
-             strsignal(signum), sess_close_all());
-    srv->stop_deadline = uv_now(&srv->loop) + STOP_GRACE_MS;
-    uv_timer_start(&srv->stop_timer, on_stop_timer, STOP_POLL_MS,
-                   STOP_POLL_MS);
+    http_set_stopping();
+    log_info("main", "received %s: rejecting new connections, finishing "
+             "%zu writes in flight", strsignal(signum),
+             room_batches_in_flight());
+    srv->writes_deadline = now + STOP_WRITES_MS;
+    srv->stop_deadline = now + STOP_GRACE_MS;
+    uv_timer_start(&srv->stop_timer, on_stop_timer, 0, STOP_POLL_MS);
 }
 
 static void on_store_ready(int status, void *arg)

@@ -45,6 +45,10 @@ static int confirm_upgrade(struct lws *wsi)
     char uri[256];
     int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
 
+    if (http_stopping())
+        return http_reject_upgrade(wsi, 503, "unavailable",
+                                   "the server is stopping; connect to "
+                                   "another instance");
     if (n <= 0 || strcmp(uri, "/v1/ws") != 0)
         return http_reject_upgrade(wsi, 404, "not_found",
                                    "the WebSocket endpoint is /v1/ws");
@@ -88,10 +92,7 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static const lws_retry_bo_t retry = {
-    .secs_since_valid_ping = 30,
-    .secs_since_valid_hangup = 60,
-};
+static lws_retry_bo_t retry;
 
 int net_start(uv_loop_t *loop, const config_t *cfg)
 {
@@ -109,6 +110,12 @@ int net_start(uv_loop_t *loop, const config_t *cfg)
         log_error("net", "cannot create the libwebsockets context");
         return -ENOMEM;
     }
+
+    /* lws pings a connection idle for the interval and hangs up when
+     * nothing valid arrived for interval + timeout. */
+    retry.secs_since_valid_ping = (uint16_t)cfg->ping_interval_s;
+    retry.secs_since_valid_hangup =
+        (uint16_t)(cfg->ping_interval_s + cfg->ping_timeout_s);
 
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;

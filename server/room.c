@@ -41,9 +41,12 @@ typedef enum {
 
 typedef struct {
     sess_t *sess;
-    uint64_t seq; /* last seq sent to this member */
-    int ready;    /* snapshot sent */
-    int reset;    /* next snapshot is marked reset */
+    uint64_t seq;  /* last seq sent to this member */
+    int ready;     /* snapshot or resumed sent, and events follow */
+    int reset;     /* next snapshot is marked reset */
+    int resume;    /* joined with since: replay the stream after seq */
+    int replaying; /* a stream read for this member is in flight */
+    int resumed_sent; /* the "resumed" reply went out */
 } member_t;
 
 typedef struct batch {
@@ -273,16 +276,25 @@ static json_t *snapshot_json(room_t *r, int reset)
     return msg;
 }
 
-/* Sends snapshots to the members that wait for one. */
+static void start_replay(room_t *r, member_t *m);
+
+/* Sends snapshots to the members that wait for one, and starts the replay
+ * of members that resume. */
 static void serve_members(room_t *r)
 {
     buf_t *plain = NULL, *reset = NULL;
 
     for (size_t i = 0; i < r->nmembers; i++) {
         member_t *m = &r->members[i];
-        buf_t **slot = m->reset ? &reset : &plain;
+        buf_t **slot;
 
-        if (m->ready && !m->reset)
+        if (m->resume && !m->ready && !m->replaying) {
+            start_replay(r, m);
+            if (!m->reset)
+                continue;
+        }
+        slot = m->reset ? &reset : &plain;
+        if ((m->ready && !m->reset) || m->replaying)
             continue;
         if (!*slot)
             *slot = buf_take_json(snapshot_json(r, m->reset));
@@ -295,6 +307,7 @@ static void serve_members(room_t *r)
         sess_send(m->sess, *slot);
         m->ready = 1;
         m->reset = 0;
+        m->resume = 0;
         m->seq = r->seq;
     }
     buf_unref(plain);
@@ -304,24 +317,30 @@ static void serve_members(room_t *r)
 /* Events */
 
 /* Sends an event to every ready member that has not seen its seq. */
-static void fan_out(room_t *r, uint64_t seq, json_t *body)
+/* Encodes the event message of body at seq. Returns NULL on failure. */
+static buf_t *event_buf(room_t *r, uint64_t seq, const json_t *body)
 {
     json_t *wire = json_pack("{s:s, s:s, s:I}", "type", "event", "room",
                              r->name, "seq", (json_int_t)seq);
     buf_t *b;
 
-    if (!wire || json_object_update(wire, body) < 0) {
+    if (!wire || json_object_update(wire, (json_t *)body) < 0) {
         json_decref(wire);
-        log_error("room", "room %s: cannot encode event %" PRIu64, r->name,
-                  seq);
-        return;
+        wire = NULL;
     }
     b = buf_take_json(wire);
-    if (!b) {
+    if (!b)
         log_error("room", "room %s: cannot encode event %" PRIu64, r->name,
                   seq);
+    return b;
+}
+
+static void fan_out(room_t *r, uint64_t seq, json_t *body)
+{
+    buf_t *b = event_buf(r, seq, body);
+
+    if (!b)
         return;
-    }
     for (size_t i = 0; i < r->nmembers; i++) {
         member_t *m = &r->members[i];
 
@@ -591,17 +610,209 @@ void room_on_connection(int up, void *arg)
              "it is back");
 }
 
+/* Resuming */
+
+/* A stream read for one resuming member. The member is found again by its
+ * session id, as the member array moves and the session may close. */
+typedef struct {
+    room_t *room;
+    uint64_t sess_id;
+} replay_t;
+
+static member_t *find_member_by_id(room_t *r, uint64_t sess_id)
+{
+    for (size_t i = 0; i < r->nmembers; i++)
+        if (r->members[i].sess->id == sess_id)
+            return &r->members[i];
+    return NULL;
+}
+
+/* Sends one stream entry to m as an event. Returns 0 or a negative code. */
+static int replay_entry(room_t *r, member_t *m, const store_entry_t *e)
+{
+    char err[PROTO_ERR_MAX];
+    json_t *body = NULL;
+    buf_t *b;
+
+    if (unpack_json(e->body, e->len, PACK_DEPTH_MAX, &body, err,
+                    sizeof(err)) < 0) {
+        log_error("room", "room %s: undecodable event %" PRIu64 ": %s",
+                  r->name, e->seq, err);
+        return -EINVAL;
+    }
+    b = event_buf(r, e->seq, body);
+    json_decref(body);
+    if (!b)
+        return -ENOMEM;
+    sess_send(m->sess, b);
+    buf_unref(b);
+    m->seq = e->seq;
+    return 0;
+}
+
+/* Sends the reply to a join with since, before the first replayed event. */
+static void send_resumed(room_t *r, member_t *m)
+{
+    sess_send_json(m->sess, json_pack("{s:s, s:s, s:I, s:I}", "type",
+                                      "resumed", "room", r->name, "since",
+                                      (json_int_t)m->seq, "seq",
+                                      (json_int_t)r->seq));
+    m->resumed_sent = 1;
+}
+
+/* Replaces a replay that cannot be served from the stream by a snapshot
+ * marked reset. */
+static void replay_reset(room_t *r, member_t *m, const char *why)
+{
+    log_info("room", "room %s: c%" PRIu64 " resumes from %" PRIu64
+             " but %s; sending a reset snapshot", r->name, m->sess->id,
+             m->seq, why);
+    m->replaying = 0;
+    m->resume = 0;
+    m->ready = 0;
+    m->reset = 1;
+    if (r->state == ROOM_READY)
+        serve_members(r);
+}
+
+static void on_replay(int status, const store_entry_t *entries, size_t n,
+                      uint64_t first_seq, uint64_t room_seq, void *arg)
+{
+    replay_t *rp = arg;
+    room_t *r = rp->room;
+    member_t *m = find_member_by_id(r, rp->sess_id);
+
+    r->requests--;
+    free(rp);
+    if (!m)
+        return;
+    m->replaying = 0;
+    if (status < 0) {
+        sess_send_error(m->sess, MSG_ERR_UNAVAILABLE, r->name, 0,
+                        "cannot read the events of room %s; join again",
+                        r->name);
+        remove_member(r, m->sess);
+        return;
+    }
+    if (n > 0 && entries[0].seq != m->seq + 1) {
+        replay_reset(r, m, "the stream no longer reaches back that far");
+        return;
+    }
+    if (!m->resumed_sent)
+        send_resumed(r, m);
+    for (size_t i = 0; i < n; i++) {
+        if (replay_entry(r, m, &entries[i]) < 0) {
+            replay_reset(r, m, "an event is unreadable");
+            return;
+        }
+    }
+
+    /* Read on until the member has caught up with the cache. */
+    if (n == RANGE_PAGE || m->seq < r->seq) {
+        if (n == 0) {
+            replay_reset(r, m, "the stream ends before the room's seq");
+            return;
+        }
+        start_replay(r, m);
+        return;
+    }
+    m->ready = 1;
+    m->resume = 0;
+}
+
+/* Reads the stream after m->seq for a resuming member. */
+static void start_replay(room_t *r, member_t *m)
+{
+    replay_t *rp;
+
+    if (m->seq > r->seq) {
+        replay_reset(r, m, "it is ahead of the room");
+        return;
+    }
+    if (m->seq == r->seq) {
+        if (!m->resumed_sent)
+            send_resumed(r, m);
+        m->ready = 1;
+        m->resume = 0;
+        return;
+    }
+    rp = malloc(sizeof(*rp));
+    if (!rp || store_range(store, r->name, m->seq, RANGE_PAGE, on_replay,
+                           rp) < 0) {
+        free(rp);
+        sess_send_error(m->sess, MSG_ERR_UNAVAILABLE, r->name, 0,
+                        "cannot read the events of room %s; join again",
+                        r->name);
+        remove_member(r, m->sess);
+        return;
+    }
+    rp->room = r;
+    rp->sess_id = m->sess->id;
+    m->replaying = 1;
+    r->requests++;
+}
+
 /* Joining and leaving */
 
-void room_join(sess_t *s, const char *name)
+/* Adds r to the rooms of s. Returns 0 or -ENOMEM. */
+static int sess_add_room(sess_t *s, room_t *r)
 {
+    if (s->nrooms == s->cap_rooms) {
+        size_t cap = s->cap_rooms ? s->cap_rooms * 2 : 4;
+        room_t **rooms_of = realloc(s->rooms, cap * sizeof(*rooms_of));
+
+        if (!rooms_of)
+            return -ENOMEM;
+        s->rooms = rooms_of;
+        s->cap_rooms = cap;
+    }
+    s->rooms[s->nrooms++] = r;
+    return 0;
+}
+
+/* Adds s to r, or restarts its join. Returns 0 or a negative code after
+ * sending the error. */
+static int enter(room_t *r, sess_t *s, const msg_t *join)
+{
+    member_t *m = find_member(r, s);
+
+    if (m && m->replaying) {
+        sess_send_error(s, MSG_ERR_INVALID_MESSAGE, r->name, 0,
+                        "a join of room %s is still replaying events; wait "
+                        "for it before joining again", r->name);
+        return -EBUSY;
+    }
+    if (!m) {
+        if (add_member(r, s) < 0 || sess_add_room(s, r) < 0) {
+            remove_member(r, s);
+            sess_send_error(s, MSG_ERR_INTERNAL, r->name, 0,
+                            "out of memory joining room %s", r->name);
+            return -ENOMEM;
+        }
+        m = find_member(r, s);
+    }
+
+    /* A second join starts over: a fresh snapshot or a new replay. */
+    m->ready = 0;
+    m->reset = 0;
+    m->resume = join->has_since;
+    m->resumed_sent = 0;
+    m->seq = join->has_since ? join->since : 0;
+    return 0;
+}
+
+void room_join(sess_t *s, const msg_t *join)
+{
+    const char *name = join->room;
     room_t *r = get_room(name, 0);
 
-    if ((!r || !find_member(r, s)) && s->nrooms == SESS_MAX_ROOMS) {
+    if ((!r || !find_member(r, s)) && s->nrooms >= cfg->max_rooms) {
+        log_info("room", "c%" PRIu64 ": join of %s rejected: %zu rooms "
+                 "joined, the limit", s->id, name, cfg->max_rooms);
         sess_send_error(s, MSG_ERR_TOO_LARGE, name, 0,
-                        "a connection may join at most %d rooms; leave "
-                        "one before joining %s",
-                        SESS_MAX_ROOMS, name);
+                        "a connection may join at most %zu rooms "
+                        "(--max-rooms); leave one before joining %s",
+                        cfg->max_rooms, name);
         return;
     }
     if (!r)
@@ -612,18 +823,8 @@ void room_join(sess_t *s, const char *name)
                         "retry later", name);
         return;
     }
-    if (find_member(r, s)) {
-        /* A second join asks for a fresh snapshot. */
-        find_member(r, s)->reset = 0;
-        find_member(r, s)->ready = 0;
-    } else {
-        if (add_member(r, s) < 0) {
-            sess_send_error(s, MSG_ERR_INTERNAL, name, 0,
-                            "out of memory joining room %s", name);
-            return;
-        }
-        s->rooms[s->nrooms++] = r;
-    }
+    if (enter(r, s, join) < 0)
+        return;
     if (r->state == ROOM_READY)
         serve_members(r);
 }

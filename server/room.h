@@ -36,8 +36,9 @@ void room_on_subscribed(const char *room, void *arg);
 void room_on_message(const char *room, uint64_t seq, const char *body,
                      size_t len, void *arg);
 
-/* Joins s to name; a snapshot follows when the room is ready. */
-void room_join(sess_t *s, const char *name);
+/* Joins s to the room of a join message; a snapshot, or the "resumed"
+ * reply and the events after join->since, follow when the room is ready. */
+void room_join(sess_t *s, const msg_t *join);
 
 /* Removes s from name and sends "left". */
 void room_leave(sess_t *s, const char *name);

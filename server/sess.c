@@ -149,7 +149,7 @@ static void dispatch(sess_t *s)
     }
     switch (msg.type) {
     case MSG_JOIN:
-        room_join(s, msg.room);
+        room_join(s, &msg);
         break;
     case MSG_LEAVE:
         room_leave(s, msg.room);
@@ -297,6 +297,7 @@ static void on_closed(sess_t *s)
     room_drop_session(s);
     drop_queue(s);
     free(s->rx);
+    free(s->rooms);
     if (s->prev)
         s->prev->next = s->next;
     else

@@ -15,8 +15,6 @@
 #include "config.h"
 #include "msg.h"
 
-#define SESS_MAX_ROOMS 64
-
 typedef struct sess_out {
     struct sess_out *next;
     buf_t *buf;
@@ -36,8 +34,8 @@ typedef struct sess {
     int close_code;        /* non-zero once a close is pending */
     int close_sent;        /* the close frame is written */
     char close_reason[64];
-    struct room *rooms[SESS_MAX_ROOMS];
-    size_t nrooms;
+    struct room **rooms;   /* rooms joined, at most cfg->max_rooms */
+    size_t nrooms, cap_rooms;
 } sess_t;
 
 /* Sets the configuration that every session uses. */

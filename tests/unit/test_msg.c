@@ -49,6 +49,47 @@ static void decodes_join(void **state)
     msg_clear(&msg);
 }
 
+static void decodes_join_since(void **state)
+{
+    msg_error_t err;
+    msg_t msg;
+
+    assert_int_equal(decode("{\"type\": \"join\", \"room\": \"r\", "
+                            "\"since\": 57}",
+                            NULL, &msg, &err),
+                     0);
+    assert_true(msg.has_since);
+    assert_int_equal(msg.since, 57);
+    msg_clear(&msg);
+
+    assert_int_equal(decode("{\"type\": \"join\", \"room\": \"r\", "
+                            "\"since\": 0}",
+                            NULL, &msg, &err),
+                     0);
+    assert_true(msg.has_since);
+    assert_int_equal(msg.since, 0);
+    msg_clear(&msg);
+}
+
+static void rejects_bad_since(void **state)
+{
+    static const char *bad[] = {
+        "{\"type\": \"join\", \"room\": \"r\", \"since\": -1}",
+        "{\"type\": \"join\", \"room\": \"r\", \"since\": 1.5}",
+        "{\"type\": \"join\", \"room\": \"r\", \"since\": \"3\"}",
+        "{\"type\": \"join\", \"room\": \"r\", "
+        "\"since\": 9007199254740992}",
+    };
+    msg_error_t err;
+    msg_t msg;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(decode(bad[i], NULL, &msg, &err), -EINVAL);
+        assert_int_equal(err.code, MSG_ERR_INVALID_MESSAGE);
+        assert_non_null(strstr(err.message, "since"));
+    }
+}
+
 static void decodes_leave(void **state)
 {
     msg_error_t err;
@@ -814,6 +855,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(decodes_join),
+        cmocka_unit_test(decodes_join_since),
+        cmocka_unit_test(rejects_bad_since),
         cmocka_unit_test(decodes_leave),
         cmocka_unit_test(decodes_ops_example),
         cmocka_unit_test(accepts_128_byte_room),

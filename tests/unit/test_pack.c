@@ -133,6 +133,23 @@ static void nested_values_round_trip(void **state)
     json_decref(j);
 }
 
+/* msgpack-c gives an empty fixstr that comes before any other string or
+ * multi-byte value a NULL pointer. */
+static void empty_strings_round_trip(void **state)
+{
+    const char *texts[] = {"\"\"", "[\"\"]", "{\"\": \"\"}",
+                           "[{\"\": []}, \"\"]"};
+    size_t i;
+
+    for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        json_t *j = json_loads(texts[i], JSON_DECODE_ANY, NULL);
+
+        assert_non_null(j);
+        round_trip(j);
+        json_decref(j);
+    }
+}
+
 static void long_strings_and_arrays_round_trip(void **state)
 {
     char *s = malloc(70000);
@@ -511,6 +528,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(floats_stay_floats),
         cmocka_unit_test(float32_reads_as_real),
         cmocka_unit_test(nested_values_round_trip),
+        cmocka_unit_test(empty_strings_round_trip),
         cmocka_unit_test(long_strings_and_arrays_round_trip),
         cmocka_unit_test(uint64_over_int64_max_is_rejected),
         cmocka_unit_test(nan_and_infinity_are_rejected),
