@@ -4,6 +4,8 @@
  */
 #include "msg.h"
 
+#include "pack.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -689,26 +691,15 @@ static void error_init(msg_error_t *err)
     err->code = MSG_ERR_INVALID_MESSAGE;
 }
 
-int msg_decode_json(const char *buf, size_t len, const proto_limits_t *limits,
-                    msg_t *msg, msg_error_t *err)
+/* Decodes a message already parsed into root (taking the reference). */
+static int decode_root(json_t *root, const proto_limits_t *limits,
+                       msg_t *msg, msg_error_t *err)
 {
-    proto_limits_t defaults;
-    json_t *root;
     int rc;
 
-    msg_init(msg);
-    error_init(err);
-    if (limits == NULL) {
-        proto_limits_default(&defaults);
-        limits = &defaults;
-    }
-
-    root = load(buf, len, limits, err);
-    if (root == NULL)
-        return err->code == MSG_ERR_TOO_LARGE ? -E2BIG : -EINVAL;
     if (!json_is_object(root)) {
         err->code = MSG_ERR_INVALID_JSON;
-        rc = wrong_type("a message", "a JSON object", root, err->message,
+        rc = wrong_type("a message", "an object", root, err->message,
                         sizeof(err->message));
         json_decref(root);
         return rc;
@@ -726,6 +717,57 @@ int msg_decode_json(const char *buf, size_t len, const proto_limits_t *limits,
     if (rc < 0)
         msg_clear(msg);
     return rc;
+}
+
+int msg_decode_json(const char *buf, size_t len, const proto_limits_t *limits,
+                    msg_t *msg, msg_error_t *err)
+{
+    proto_limits_t defaults;
+    json_t *root;
+
+    msg_init(msg);
+    error_init(err);
+    if (limits == NULL) {
+        proto_limits_default(&defaults);
+        limits = &defaults;
+    }
+
+    root = load(buf, len, limits, err);
+    if (root == NULL)
+        return err->code == MSG_ERR_TOO_LARGE ? -E2BIG : -EINVAL;
+    return decode_root(root, limits, msg, err);
+}
+
+int msg_decode_msgpack(const char *buf, size_t len,
+                       const proto_limits_t *limits, msg_t *msg,
+                       msg_error_t *err)
+{
+    proto_limits_t defaults;
+    size_t depth;
+    json_t *root = NULL;
+
+    msg_init(msg);
+    error_init(err);
+    if (limits == NULL) {
+        proto_limits_default(&defaults);
+        limits = &defaults;
+    }
+    if (len > limits->max_message) {
+        err->code = MSG_ERR_TOO_LARGE;
+        snprintf(err->message, sizeof(err->message),
+                 "the message has %zu bytes, over the limit of %zu", len,
+                 limits->max_message);
+        return -E2BIG;
+    }
+
+    depth = limits->max_depth < PACK_DEPTH_MAX ? limits->max_depth
+                                               : PACK_DEPTH_MAX;
+    if (unpack_json(buf, len, depth, &root, err->message,
+                    sizeof(err->message)) < 0) {
+        err->code = MSG_ERR_INVALID_JSON;
+        return -EINVAL;
+    }
+    return decode_root(root, limits, msg, err);
 }
 
 /* ---- server messages ---- */

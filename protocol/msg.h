@@ -81,6 +81,18 @@ int msg_decode_json(const char *buf, size_t len, const proto_limits_t *limits,
                     msg_t *msg, msg_error_t *err);
 
 /*
+ * Decodes one client message from len bytes of msgpack (the
+ * annolive.v1.msgpack subprotocol): a map with the same members as the JSON
+ * form. Decoding is bounded as unpack_json() is, and nesting is capped at
+ * the smaller of limits->max_depth and PACK_DEPTH_MAX. Returns and errors as
+ * msg_decode_json(); bytes that are not one msgpack map give
+ * MSG_ERR_INVALID_JSON.
+ */
+int msg_decode_msgpack(const char *buf, size_t len,
+                       const proto_limits_t *limits, msg_t *msg,
+                       msg_error_t *err);
+
+/*
  * Parses one op from its JSON form (as in "ops" messages and in events).
  * In events the ops carry "vv" and no "base"; pass is_event = 1 to read
  * "vv" into op->base instead (for creates too). Events may also give a

@@ -4,7 +4,13 @@
 #include "buf.h"
 
 #include <libwebsockets.h>
+#include <msgpack.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "pack.h"
+
+unsigned long long buf_encodes[ENC_COUNT];
 
 buf_t *buf_new(size_t len)
 {
@@ -18,11 +24,17 @@ buf_t *buf_new(size_t len)
     return b;
 }
 
+const char *buf_enc_name(enc_t enc)
+{
+    return enc == ENC_MSGPACK ? "msgpack" : "json";
+}
+
 buf_t *buf_from_json(const json_t *j)
 {
     size_t len = json_dumpb(j, NULL, 0, JSON_COMPACT);
     buf_t *b;
 
+    buf_encodes[ENC_JSON]++;
     if (len == 0)
         return NULL;
     b = buf_new(len);
@@ -56,4 +68,44 @@ void buf_unref(buf_t *b)
 {
     if (b && --b->refs == 0)
         free(b);
+}
+
+buf_t *buf_from_msgpack(const json_t *j)
+{
+    msgpack_sbuffer sbuf;
+    buf_t *b = NULL;
+
+    buf_encodes[ENC_MSGPACK]++;
+    msgpack_sbuffer_init(&sbuf);
+    if (pack_json(&sbuf, j) == 0) {
+        b = buf_new(sbuf.size);
+        if (b)
+            memcpy(b->data, sbuf.data, sbuf.size);
+    }
+    msgpack_sbuffer_destroy(&sbuf);
+    return b;
+}
+
+void wire_init(wire_t *w, json_t *msg)
+{
+    memset(w, 0, sizeof(*w));
+    w->msg = msg;
+}
+
+buf_t *wire_get(wire_t *w, enc_t enc)
+{
+    if (!w->msg)
+        return NULL;
+    if (!w->bufs[enc])
+        w->bufs[enc] = enc == ENC_MSGPACK ? buf_from_msgpack(w->msg)
+                                          : buf_from_json(w->msg);
+    return w->bufs[enc];
+}
+
+void wire_clear(wire_t *w)
+{
+    for (int i = 0; i < ENC_COUNT; i++)
+        buf_unref(w->bufs[i]);
+    json_decref(w->msg);
+    memset(w, 0, sizeof(*w));
 }

@@ -31,4 +31,32 @@ buf_t *buf_take_json(json_t *j);
 buf_t *buf_ref(buf_t *b);
 void buf_unref(buf_t *b);
 
+/* Wire encodings of the two subprotocols. */
+typedef enum { ENC_JSON, ENC_MSGPACK, ENC_COUNT } enc_t;
+
+/* Messages encoded so far, per encoding, for /metrics and tests. */
+extern unsigned long long buf_encodes[ENC_COUNT];
+
+/* Returns the wire name of an encoding ("json" or "msgpack"). */
+const char *buf_enc_name(enc_t enc);
+
+/* Encodes j as msgpack into a new buffer. Returns NULL on failure. */
+buf_t *buf_from_msgpack(const json_t *j);
+
+/* One message on its way to many connections: it is encoded at most once
+ * per encoding, on first use, and the buffers are shared. */
+typedef struct {
+    json_t *msg;           /* owned */
+    buf_t *bufs[ENC_COUNT];
+} wire_t;
+
+/* Takes the reference to msg (which may be NULL). */
+void wire_init(wire_t *w, json_t *msg);
+
+/* Returns the message in enc, encoding it on first use; the wire keeps the
+ * reference. Returns NULL on failure. */
+buf_t *wire_get(wire_t *w, enc_t enc);
+
+void wire_clear(wire_t *w);
+
 #endif

@@ -15,6 +15,8 @@
 #include "obj.h"
 #include "pack.h"
 #include "proto.h"
+#include "room.h"
+#include "sess.h"
 
 /* A Redis read for a request; outlives the request when it closes first. */
 typedef struct http_pending {
@@ -45,6 +47,41 @@ int http_stopping(void)
 }
 
 static int respond(struct lws *wsi, http_t *h, int status, json_t *body);
+
+/* Writes the Prometheus text exposition of the instance's counters. */
+static int get_metrics(struct lws *wsi, http_t *h)
+{
+    char text[1024];
+    int n;
+
+    n = snprintf(text, sizeof(text),
+                 "# HELP annolive_connections Open WebSocket connections.\n"
+                 "# TYPE annolive_connections gauge\n"
+                 "annolive_connections %zu\n"
+                 "# HELP annolive_rooms Rooms cached on this instance.\n"
+                 "# TYPE annolive_rooms gauge\n"
+                 "annolive_rooms %zu\n"
+                 "# HELP annolive_redis_up 1 while Redis is reachable.\n"
+                 "# TYPE annolive_redis_up gauge\n"
+                 "annolive_redis_up %d\n"
+                 "# HELP annolive_encodes_total Messages encoded for "
+                 "sending, by wire encoding.\n"
+                 "# TYPE annolive_encodes_total counter\n"
+                 "annolive_encodes_total{encoding=\"json\"} %llu\n"
+                 "annolive_encodes_total{encoding=\"msgpack\"} %llu\n",
+                 sess_count(), room_count(), store_is_up(store),
+                 buf_encodes[ENC_JSON], buf_encodes[ENC_MSGPACK]);
+    if (n < 0 || (size_t)n >= sizeof(text))
+        return -1;
+    h->status = 200;
+    h->content_type = "text/plain; version=0.0.4";
+    h->body = buf_new((size_t)n);
+    if (!h->body)
+        return -1;
+    memcpy(h->body->data, text, (size_t)n);
+    lws_callback_on_writable(wsi);
+    return 0;
+}
 
 static int get_readyz(struct lws *wsi, http_t *h)
 {
@@ -228,6 +265,8 @@ static int route(struct lws *wsi, http_t *h, const char *path)
                                  store_is_up(store)));
     if (strcmp(path, "/readyz") == 0)
         return get_readyz(wsi, h);
+    if (strcmp(path, "/metrics") == 0)
+        return get_metrics(wsi, h);
     if (strncmp(path, prefix, sizeof(prefix) - 1) == 0 &&
         len > sizeof(prefix) - 1 + sizeof(suffix) - 1 &&
         strcmp(path + len - (sizeof(suffix) - 1), suffix) == 0)

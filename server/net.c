@@ -23,9 +23,9 @@ typedef union {
 static struct lws_context *context;
 static struct lws_vhost *vhost;
 
-/* Returns 1 when the offered subprotocols (a comma-separated list) include
- * the JSON one or offer nothing. */
-static int offers_json(struct lws *wsi)
+/* Returns 1 when the offered subprotocols (a comma-separated list) name one
+ * of ours or offer nothing. */
+static int offers_known(struct lws *wsi)
 {
     char offered[256];
     char *save = NULL;
@@ -35,7 +35,8 @@ static int offers_json(struct lws *wsi)
         return 1;
     for (char *tok = strtok_r(offered, ", ", &save); tok;
          tok = strtok_r(NULL, ", ", &save))
-        if (strcmp(tok, NET_SUBPROTOCOL_JSON) == 0)
+        if (strcmp(tok, SESS_SUBPROTOCOL_JSON) == 0 ||
+            strcmp(tok, SESS_SUBPROTOCOL_MSGPACK) == 0)
             return 1;
     return 0;
 }
@@ -52,10 +53,11 @@ static int confirm_upgrade(struct lws *wsi)
     if (n <= 0 || strcmp(uri, "/v1/ws") != 0)
         return http_reject_upgrade(wsi, 404, "not_found",
                                    "the WebSocket endpoint is /v1/ws");
-    if (!offers_json(wsi))
+    if (!offers_known(wsi))
         return http_reject_upgrade(wsi, 400, "invalid_message",
                                    "unsupported subprotocol: offer "
-                                   NET_SUBPROTOCOL_JSON);
+                                   SESS_SUBPROTOCOL_JSON " or "
+                                   SESS_SUBPROTOCOL_MSGPACK);
     return 0;
 }
 
@@ -82,9 +84,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     }
 }
 
+/* The first protocol also serves HTTP and clients that offer no
+ * subprotocol. */
 static const struct lws_protocols protocols[] = {
     {
-        .name = NET_SUBPROTOCOL_JSON,
+        .name = SESS_SUBPROTOCOL_JSON,
+        .callback = callback,
+        .per_session_data_size = sizeof(conn_t),
+        .rx_buffer_size = 65536,
+    },
+    {
+        .name = SESS_SUBPROTOCOL_MSGPACK,
         .callback = callback,
         .per_session_data_size = sizeof(conn_t),
         .rx_buffer_size = 65536,
@@ -135,8 +145,9 @@ int net_start(uv_loop_t *loop, const config_t *cfg)
                   cfg->listen_host, cfg->listen_port);
         return -EADDRINUSE;
     }
-    log_info("net", "listening on %s:%d (WebSocket at /v1/ws, subprotocol "
-             NET_SUBPROTOCOL_JSON ")", cfg->listen_host, cfg->listen_port);
+    log_info("net", "listening on %s:%d (WebSocket at /v1/ws, subprotocols "
+             SESS_SUBPROTOCOL_JSON " and " SESS_SUBPROTOCOL_MSGPACK ")",
+             cfg->listen_host, cfg->listen_port);
     return 0;
 }
 

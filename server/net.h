@@ -9,8 +9,6 @@
 
 #include "config.h"
 
-#define NET_SUBPROTOCOL_JSON "annolive.v1.json"
-
 /* Creates the context and starts listening. Returns 0, or a negative code
  * after logging why (the port is in use, the address is invalid). */
 int net_start(uv_loop_t *loop, const config_t *cfg);

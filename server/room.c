@@ -282,11 +282,12 @@ static void start_replay(room_t *r, member_t *m);
  * of members that resume. */
 static void serve_members(room_t *r)
 {
-    buf_t *plain = NULL, *reset = NULL;
+    wire_t plain, reset;
+    int built[2] = {0, 0};
 
     for (size_t i = 0; i < r->nmembers; i++) {
         member_t *m = &r->members[i];
-        buf_t **slot;
+        wire_t *slot;
 
         if (m->resume && !m->ready && !m->replaying) {
             start_replay(r, m);
@@ -296,50 +297,57 @@ static void serve_members(room_t *r)
         slot = m->reset ? &reset : &plain;
         if ((m->ready && !m->reset) || m->replaying)
             continue;
-        if (!*slot)
-            *slot = buf_take_json(snapshot_json(r, m->reset));
-        if (!*slot) {
+
+        /* One snapshot of each kind is built and shared by the members. */
+        if (!built[m->reset]) {
+            wire_init(slot, snapshot_json(r, m->reset));
+            built[m->reset] = 1;
+        }
+        if (!slot->msg) {
             sess_send_error(m->sess, MSG_ERR_INTERNAL, r->name, 0,
                             "cannot build the snapshot of room %s",
                             r->name);
             continue;
         }
-        sess_send(m->sess, *slot);
+        sess_send_wire(m->sess, slot);
         m->ready = 1;
         m->reset = 0;
         m->resume = 0;
         m->seq = r->seq;
     }
-    buf_unref(plain);
-    buf_unref(reset);
+    if (built[0])
+        wire_clear(&plain);
+    if (built[1])
+        wire_clear(&reset);
 }
 
 /* Events */
 
-/* Sends an event to every ready member that has not seen its seq. */
-/* Encodes the event message of body at seq. Returns NULL on failure. */
-static buf_t *event_buf(room_t *r, uint64_t seq, const json_t *body)
+/* Builds the event message of body at seq into w. Returns 0, or -ENOMEM
+ * after logging. */
+static int event_wire(room_t *r, uint64_t seq, const json_t *body,
+                      wire_t *w)
 {
-    json_t *wire = json_pack("{s:s, s:s, s:I}", "type", "event", "room",
-                             r->name, "seq", (json_int_t)seq);
-    buf_t *b;
+    json_t *msg = json_pack("{s:s, s:s, s:I}", "type", "event", "room",
+                            r->name, "seq", (json_int_t)seq);
 
-    if (!wire || json_object_update(wire, (json_t *)body) < 0) {
-        json_decref(wire);
-        wire = NULL;
-    }
-    b = buf_take_json(wire);
-    if (!b)
-        log_error("room", "room %s: cannot encode event %" PRIu64, r->name,
+    if (!msg || json_object_update(msg, (json_t *)body) < 0) {
+        json_decref(msg);
+        log_error("room", "room %s: cannot build event %" PRIu64, r->name,
                   seq);
-    return b;
+        return -ENOMEM;
+    }
+    wire_init(w, msg);
+    return 0;
 }
 
+/* Sends an event to every ready member that has not seen its seq, encoding
+ * it at most once per encoding. */
 static void fan_out(room_t *r, uint64_t seq, json_t *body)
 {
-    buf_t *b = event_buf(r, seq, body);
+    wire_t w;
 
-    if (!b)
+    if (event_wire(r, seq, body, &w) < 0)
         return;
     for (size_t i = 0; i < r->nmembers; i++) {
         member_t *m = &r->members[i];
@@ -347,9 +355,9 @@ static void fan_out(room_t *r, uint64_t seq, json_t *body)
         if (!m->ready || m->seq >= seq)
             continue;
         m->seq = seq;
-        sess_send(m->sess, b);
+        sess_send_wire(m->sess, &w);
     }
-    buf_unref(b);
+    wire_clear(&w);
 }
 
 /* Replaces the cached object of obj->id with obj (taking it). */
@@ -632,7 +640,8 @@ static int replay_entry(room_t *r, member_t *m, const store_entry_t *e)
 {
     char err[PROTO_ERR_MAX];
     json_t *body = NULL;
-    buf_t *b;
+    wire_t w;
+    int rc;
 
     if (unpack_json(e->body, e->len, PACK_DEPTH_MAX, &body, err,
                     sizeof(err)) < 0) {
@@ -640,12 +649,12 @@ static int replay_entry(room_t *r, member_t *m, const store_entry_t *e)
                   r->name, e->seq, err);
         return -EINVAL;
     }
-    b = event_buf(r, e->seq, body);
+    rc = event_wire(r, e->seq, body, &w);
     json_decref(body);
-    if (!b)
-        return -ENOMEM;
-    sess_send(m->sess, b);
-    buf_unref(b);
+    if (rc < 0)
+        return rc;
+    sess_send_wire(m->sess, &w);
+    wire_clear(&w);
     m->seq = e->seq;
     return 0;
 }
@@ -743,7 +752,6 @@ static void start_replay(room_t *r, member_t *m)
         sess_send_error(m->sess, MSG_ERR_UNAVAILABLE, r->name, 0,
                         "cannot read the events of room %s; join again",
                         r->name);
-        remove_member(r, m->sess);
         return;
     }
     rp->room = r;

@@ -103,16 +103,25 @@ void sess_send(sess_t *s, buf_t *b)
     lws_callback_on_writable(s->wsi);
 }
 
-void sess_send_json(sess_t *s, json_t *j)
+void sess_send_wire(sess_t *s, wire_t *w)
 {
-    buf_t *b = buf_take_json(j);
+    buf_t *b = wire_get(w, s->enc);
 
     if (!b) {
-        log_error("sess", "c%" PRIu64 ": cannot encode a message", s->id);
+        log_error("sess", "c%" PRIu64 ": cannot encode a message as %s",
+                  s->id, buf_enc_name(s->enc));
         return;
     }
     sess_send(s, b);
-    buf_unref(b);
+}
+
+void sess_send_json(sess_t *s, json_t *j)
+{
+    wire_t w;
+
+    wire_init(&w, j);
+    sess_send_wire(s, &w);
+    wire_clear(&w);
 }
 
 void sess_send_error(sess_t *s, msg_err_t code, const char *room,
@@ -135,14 +144,20 @@ static void dispatch(sess_t *s)
 {
     msg_error_t err;
     msg_t msg;
+    int rc;
 
     msg_init(&msg);
     if (s->rx_len == 0) {
         sess_send_error(s, MSG_ERR_INVALID_JSON, NULL, 0,
-                        "empty message: expected a JSON object");
+                        "empty message: expected %s",
+                        s->enc == ENC_MSGPACK ? "a msgpack map"
+                                              : "a JSON object");
         return;
     }
-    if (msg_decode_json(s->rx, s->rx_len, &cfg->limits, &msg, &err) < 0) {
+    rc = s->enc == ENC_MSGPACK
+             ? msg_decode_msgpack(s->rx, s->rx_len, &cfg->limits, &msg, &err)
+             : msg_decode_json(s->rx, s->rx_len, &cfg->limits, &msg, &err);
+    if (rc < 0) {
         sess_send_error(s, err.code, err.room[0] ? err.room : NULL,
                         err.opseq, "%s", err.message);
         return;
@@ -197,13 +212,21 @@ static void on_receive(sess_t *s, struct lws *wsi, const void *in,
         s->rx_len = 0;
         s->rx_binary = lws_frame_is_binary(wsi);
     }
-    if (s->rx_binary) {
+    if (s->rx_binary != (s->enc == ENC_MSGPACK)) {
+        log_info("sess", "c%" PRIu64 ": closing: %s frame on %s", s->id,
+                 s->rx_binary ? "binary" : "text",
+                 s->enc == ENC_MSGPACK ? "annolive.v1.msgpack"
+                                       : "annolive.v1.json");
         sess_close(s, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
-                   "binary frames are not part of annolive.v1.json");
+                   s->enc == ENC_MSGPACK
+                       ? "annolive.v1.msgpack takes binary frames only"
+                       : "binary frames are not part of annolive.v1.json");
         return;
     }
     rc = append_rx(s, in, len);
     if (rc == -E2BIG) {
+        log_info("sess", "c%" PRIu64 ": closing: message over %zu bytes",
+                 s->id, cfg->limits.max_message);
         sess_send_error(s, MSG_ERR_TOO_LARGE, NULL, 0,
                         "message is over the limit of %zu bytes",
                         cfg->limits.max_message);
@@ -264,7 +287,8 @@ static int on_writeable(sess_t *s, struct lws *wsi)
         s->out_tail = NULL;
     s->out_bytes -= o->buf->len;
 
-    n = lws_write(wsi, o->buf->data, o->buf->len, LWS_WRITE_TEXT);
+    n = lws_write(wsi, o->buf->data, o->buf->len,
+                  s->enc == ENC_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
     buf_unref(o->buf);
     free(o);
     if (n < 0) {
@@ -283,13 +307,17 @@ static void on_established(sess_t *s, struct lws *wsi)
     memset(s, 0, sizeof(*s));
     s->wsi = wsi;
     s->id = next_id++;
+    s->enc = strcmp(lws_get_protocol(wsi)->name, SESS_SUBPROTOCOL_MSGPACK) == 0
+                 ? ENC_MSGPACK
+                 : ENC_JSON;
     s->next = sessions;
     if (sessions)
         sessions->prev = s;
     sessions = s;
     nsessions++;
     lws_get_peer_simple(wsi, peer, sizeof(peer));
-    log_debug("sess", "c%" PRIu64 ": connected from %s", s->id, peer);
+    log_debug("sess", "c%" PRIu64 ": connected from %s (%s)", s->id, peer,
+              buf_enc_name(s->enc));
 }
 
 static void on_closed(sess_t *s)

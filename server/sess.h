@@ -15,6 +15,9 @@
 #include "config.h"
 #include "msg.h"
 
+#define SESS_SUBPROTOCOL_JSON "annolive.v1.json"
+#define SESS_SUBPROTOCOL_MSGPACK "annolive.v1.msgpack"
+
 typedef struct sess_out {
     struct sess_out *next;
     buf_t *buf;
@@ -26,6 +29,7 @@ typedef struct sess {
     struct sess *prev, *next; /* all open sessions */
     struct lws *wsi;
     uint64_t id;           /* for logs: "c<id>" */
+    enc_t enc;             /* the subprotocol's encoding */
     char *rx;              /* the message being assembled */
     size_t rx_len, rx_cap;
     int rx_binary;
@@ -49,7 +53,11 @@ int sess_callback(struct lws *wsi, enum lws_callback_reasons reason,
  * closed instead. */
 void sess_send(sess_t *s, buf_t *b);
 
-/* Encodes j, queues it and releases the reference to j. */
+/* Queues the message of w in the session's encoding. */
+void sess_send_wire(sess_t *s, wire_t *w);
+
+/* Encodes j in the session's encoding, queues it and releases the
+ * reference to j. */
 void sess_send_json(sess_t *s, json_t *j);
 
 /* Sends an error message. room may be NULL and opseq 0. */
