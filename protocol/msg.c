@@ -691,15 +691,17 @@ static void error_init(msg_error_t *err)
     err->code = MSG_ERR_INVALID_MESSAGE;
 }
 
-/* Decodes a message already parsed into root (taking the reference). */
-static int decode_root(json_t *root, const proto_limits_t *limits,
-                       msg_t *msg, msg_error_t *err)
+/* Decodes a message already parsed into root (taking the reference);
+ * expected names the form a message must have in its encoding. */
+static int decode_root(json_t *root, const char *expected,
+                       const proto_limits_t *limits, msg_t *msg,
+                       msg_error_t *err)
 {
     int rc;
 
     if (!json_is_object(root)) {
         err->code = MSG_ERR_INVALID_JSON;
-        rc = wrong_type("a message", "an object", root, err->message,
+        rc = wrong_type("a message", expected, root, err->message,
                         sizeof(err->message));
         json_decref(root);
         return rc;
@@ -735,7 +737,7 @@ int msg_decode_json(const char *buf, size_t len, const proto_limits_t *limits,
     root = load(buf, len, limits, err);
     if (root == NULL)
         return err->code == MSG_ERR_TOO_LARGE ? -E2BIG : -EINVAL;
-    return decode_root(root, limits, msg, err);
+    return decode_root(root, "a JSON object", limits, msg, err);
 }
 
 int msg_decode_msgpack(const char *buf, size_t len,
@@ -767,7 +769,7 @@ int msg_decode_msgpack(const char *buf, size_t len,
         err->code = MSG_ERR_INVALID_JSON;
         return -EINVAL;
     }
-    return decode_root(root, limits, msg, err);
+    return decode_root(root, "a msgpack map", limits, msg, err);
 }
 
 /* ---- server messages ---- */

@@ -129,6 +129,11 @@ int net_start(uv_loop_t *loop, const config_t *cfg)
 
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+
+    /* lws 4.1.6 binds every address when it is given an IPv4 interface
+     * address with IPv6 enabled, so IPv4 listen addresses disable IPv6. */
+    if (strchr(cfg->listen_host, ':') == NULL)
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.port = cfg->listen_port;
     info.iface = cfg->listen_host;
     info.protocols = protocols;

@@ -2,6 +2,7 @@
 // Redis, a port in use, --help, environment variables and signals.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
@@ -11,7 +12,8 @@ import {
 
 const OPTIONS = [
   '--listen', '--redis', '--instance', '--static', '--log-level', '--max-message', '--max-ops',
-  '--stream-max',
+  '--max-fields', '--max-depth', '--max-rooms', '--max-queue', '--stream-max', '--redis-timeout',
+  '--ping-interval', '--ping-timeout', '--help', '--version',
 ];
 
 const env = new TestEnv('startup');
@@ -89,6 +91,48 @@ describe('startup', () => {
     } finally {
       await new Promise((resolve) => blocker.close(resolve));
     }
+  }));
+
+  test('start-up failures log one error', { timeout: 30000 }, env.wrap(async () => {
+    const blocker = net.createServer();
+    await new Promise((resolve, reject) => {
+      blocker.once('error', reject);
+      blocker.listen(0, '127.0.0.1', resolve);
+    });
+    const { port } = blocker.address();
+    try {
+      const cases = [
+        ['unreachable Redis', ['--listen', `127.0.0.1:${await freePort()}`, '--redis', `redis://127.0.0.1:${await freePort()}`]],
+        ['port in use', ['--listen', `127.0.0.1:${port}`, '--redis', env.redis.url]],
+      ];
+      for (const [what, args] of cases) {
+        const result = await runServer(args);
+        const errors = stderrLines(result).filter((line) => / ERROR /.test(line));
+        assert.notEqual(result.code, 0, describeRun(what, result));
+        assert.equal(errors.length, 1, describeRun(`${what} logs one ERROR line`, result));
+      }
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  }));
+
+  test('listens only on the given address', { timeout: 30000 }, env.wrap(async () => {
+    // /proc/net/tcp lists listening sockets (state 0A) with the local address
+    // in hex; 127.0.0.1 is 0100007F on little-endian machines.
+    const instance = await env.startInstance('loopback-only');
+    const portHex = instance.port.toString(16).toUpperCase().padStart(4, '0');
+    const listening = [];
+    for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+      const rows = fs.readFileSync(file, 'utf8').trim().split('\n').slice(1);
+      for (const row of rows) {
+        const [, local, , state] = row.trim().split(/\s+/);
+        if (state === '0A' && local.endsWith(`:${portHex}`)) listening.push(`${file} ${local}`);
+      }
+    }
+    assert.deepEqual(listening, [`/proc/net/tcp 0100007F:${portHex}`],
+      'the server listens on 127.0.0.1 only, not on every address');
+    const result = await instance.stop();
+    assert.equal(result.code, 0, `exit code on SIGTERM; log:\n${instance.log()}`);
   }));
 
   test('help lists every option', { timeout: 20000 }, env.wrap(async () => {
