@@ -277,6 +277,7 @@ static json_t *snapshot_json(room_t *r, int reset)
 }
 
 static void start_replay(room_t *r, member_t *m);
+static void wait_for_drain(room_t *r, member_t *m);
 
 /* Sends snapshots to the members that wait for one, and starts the replay
  * of members that resume. */
@@ -653,7 +654,7 @@ static int replay_entry(room_t *r, member_t *m, const store_entry_t *e)
     json_decref(body);
     if (rc < 0)
         return rc;
-    sess_send_wire(m->sess, &w);
+    sess_send_wire_paced(m->sess, &w);
     wire_clear(&w);
     m->seq = e->seq;
     return 0;
@@ -716,17 +717,56 @@ static void on_replay(int status, const store_entry_t *entries, size_t n,
         }
     }
 
-    /* Read on until the member has caught up with the cache. */
+    /* Read on until the member has caught up with the cache, a page at a
+     * time once the client has taken the last one. */
     if (n == RANGE_PAGE || m->seq < r->seq) {
         if (n == 0) {
             replay_reset(r, m, "the stream ends before the room's seq");
             return;
         }
-        start_replay(r, m);
+        if (sess_backlogged(m->sess))
+            wait_for_drain(r, m);
+        else
+            start_replay(r, m);
         return;
     }
     m->ready = 1;
     m->resume = 0;
+}
+
+/* Continues a replay once the member's queue has drained. */
+static void on_drain(sess_t *s, void *arg)
+{
+    replay_t *rp = arg;
+    room_t *r = rp->room;
+    member_t *m = find_member_by_id(r, rp->sess_id);
+
+    r->requests--;
+    free(rp);
+    if (!m || s->close_code)
+        return;
+    m->replaying = 0;
+    start_replay(r, m);
+}
+
+/* Parks a replay until the member's client has read what is queued. */
+static void wait_for_drain(room_t *r, member_t *m)
+{
+    replay_t *rp = malloc(sizeof(*rp));
+
+    if (!rp) {
+        replay_reset(r, m, "the server is out of memory");
+        return;
+    }
+    rp->room = r;
+    rp->sess_id = m->sess->id;
+    if (sess_on_drain(m->sess, on_drain, rp) < 0) {
+        free(rp);
+        replay_reset(r, m, "the server is out of memory");
+        return;
+    }
+    m->replaying = 1;
+    r->requests++;
 }
 
 /* Reads the stream after m->seq for a resuming member. */

@@ -66,10 +66,10 @@ size_t sess_close_all(void)
     return nsessions;
 }
 
+static void enqueue(sess_t *s, buf_t *b);
+
 void sess_send(sess_t *s, buf_t *b)
 {
-    sess_out_t *o;
-
     if (s->close_code)
         return;
     /* An empty queue takes any message, so a snapshot larger than the
@@ -87,7 +87,53 @@ void sess_send(sess_t *s, buf_t *b)
                         SLOW_CLOSE_GRACE_S);
         return;
     }
-    o = malloc(sizeof(*o));
+    enqueue(s, b);
+}
+
+void sess_send_paced(sess_t *s, buf_t *b)
+{
+    if (!s->close_code)
+        enqueue(s, b);
+}
+
+int sess_backlogged(const sess_t *s)
+{
+    return s->out_bytes > cfg->max_queue / 2;
+}
+
+int sess_on_drain(sess_t *s, void (*cb)(sess_t *s, void *arg), void *arg)
+{
+    sess_drain_t *d = malloc(sizeof(*d));
+
+    if (!d)
+        return -ENOMEM;
+    d->cb = cb;
+    d->arg = arg;
+    d->next = s->drains;
+    s->drains = d;
+    return 0;
+}
+
+/* Runs and forgets the drain callbacks; those they add wait for the next
+ * drain. */
+static void drained(sess_t *s)
+{
+    sess_drain_t *d = s->drains;
+
+    s->drains = NULL;
+    while (d) {
+        sess_drain_t *next = d->next;
+
+        d->cb(s, d->arg);
+        free(d);
+        d = next;
+    }
+}
+
+static void enqueue(sess_t *s, buf_t *b)
+{
+    sess_out_t *o = malloc(sizeof(*o));
+
     if (!o) {
         sess_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
         return;
@@ -113,6 +159,14 @@ void sess_send_wire(sess_t *s, wire_t *w)
         return;
     }
     sess_send(s, b);
+}
+
+void sess_send_wire_paced(sess_t *s, wire_t *w)
+{
+    buf_t *b = wire_get(w, s->enc);
+
+    if (b)
+        sess_send_paced(s, b);
 }
 
 void sess_send_json(sess_t *s, json_t *j)
@@ -295,6 +349,8 @@ static int on_writeable(sess_t *s, struct lws *wsi)
         log_info("sess", "c%" PRIu64 ": write failed; closing", s->id);
         return -1;
     }
+    if (s->drains && !sess_backlogged(s))
+        drained(s);
     if (s->out_head || s->close_code)
         lws_callback_on_writable(wsi);
     return 0;
@@ -323,6 +379,7 @@ static void on_established(sess_t *s, struct lws *wsi)
 static void on_closed(sess_t *s)
 {
     room_drop_session(s);
+    drained(s); /* the callback finds the session gone from its rooms */
     drop_queue(s);
     free(s->rx);
     free(s->rooms);

@@ -24,6 +24,13 @@ typedef struct sess_out {
 } sess_out_t;
 
 struct room;
+struct sess;
+
+typedef struct sess_drain {
+    struct sess_drain *next;
+    void (*cb)(struct sess *s, void *arg);
+    void *arg;
+} sess_drain_t;
 
 typedef struct sess {
     struct sess *prev, *next; /* all open sessions */
@@ -40,6 +47,7 @@ typedef struct sess {
     char close_reason[64];
     struct room **rooms;   /* rooms joined, at most cfg->max_rooms */
     size_t nrooms, cap_rooms;
+    struct sess_drain *drains; /* callbacks of sess_on_drain() */
 } sess_t;
 
 /* Sets the configuration that every session uses. */
@@ -55,6 +63,22 @@ void sess_send(sess_t *s, buf_t *b);
 
 /* Queues the message of w in the session's encoding. */
 void sess_send_wire(sess_t *s, wire_t *w);
+
+/* Queues b like sess_send() but past the queue limit, for a producer that
+ * paces itself with sess_on_drain(). */
+void sess_send_paced(sess_t *s, buf_t *b);
+
+/* Queues the message of w like sess_send_paced(). */
+void sess_send_wire_paced(sess_t *s, wire_t *w);
+
+/* Returns 1 when the queue is over half its limit: a paced producer should
+ * wait for sess_on_drain() before it sends more. */
+int sess_backlogged(const sess_t *s);
+
+/* Calls cb once, when the queue has drained below half its limit or when
+ * the session closes (then the session has left its rooms and cb must not
+ * send). Returns 0 or -ENOMEM. */
+int sess_on_drain(sess_t *s, void (*cb)(sess_t *s, void *arg), void *arg);
 
 /* Encodes j in the session's encoding, queues it and releases the
  * reference to j. */
