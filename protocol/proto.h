@@ -24,7 +24,7 @@ typedef struct {
 } proto_limits_t;
 
 /* Fills limits with the defaults of the protocol: 1 MiB, 1000 ops, 256
- * fields, 32 levels. */
+ * fields, 31 levels. */
 void proto_limits_default(proto_limits_t *limits);
 
 /* Returns 1 when name matches [A-Za-z0-9._:-]{1,PROTO_ROOM_MAX}. */

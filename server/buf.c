@@ -34,7 +34,6 @@ buf_t *buf_from_json(const json_t *j)
     size_t len = json_dumpb(j, NULL, 0, JSON_COMPACT);
     buf_t *b;
 
-    buf_encodes[ENC_JSON]++;
     if (len == 0)
         return NULL;
     b = buf_new(len);
@@ -75,7 +74,6 @@ buf_t *buf_from_msgpack(const json_t *j)
     msgpack_sbuffer sbuf;
     buf_t *b = NULL;
 
-    buf_encodes[ENC_MSGPACK]++;
     msgpack_sbuffer_init(&sbuf);
     if (pack_json(&sbuf, j) == 0) {
         b = buf_new(sbuf.size);
@@ -94,11 +92,16 @@ void wire_init(wire_t *w, json_t *msg)
 
 buf_t *wire_get(wire_t *w, enc_t enc)
 {
-    if (!w->msg)
+    if (!w->msg || w->failed[enc])
         return NULL;
-    if (!w->bufs[enc])
+    if (!w->bufs[enc]) {
         w->bufs[enc] = enc == ENC_MSGPACK ? buf_from_msgpack(w->msg)
                                           : buf_from_json(w->msg);
+        if (w->bufs[enc])
+            buf_encodes[enc]++;
+        else
+            w->failed[enc] = 1;
+    }
     return w->bufs[enc];
 }
 

@@ -34,7 +34,8 @@ void buf_unref(buf_t *b);
 /* Wire encodings of the two subprotocols. */
 typedef enum { ENC_JSON, ENC_MSGPACK, ENC_COUNT } enc_t;
 
-/* Messages encoded so far, per encoding, for /metrics and tests. */
+/* Messages encoded for WebSocket connections so far, per encoding, for
+ * /metrics and tests. */
 extern unsigned long long buf_encodes[ENC_COUNT];
 
 /* Returns the wire name of an encoding ("json" or "msgpack"). */
@@ -48,6 +49,7 @@ buf_t *buf_from_msgpack(const json_t *j);
 typedef struct {
     json_t *msg;           /* owned */
     buf_t *bufs[ENC_COUNT];
+    int failed[ENC_COUNT]; /* the encoding failed once; not tried again */
 } wire_t;
 
 /* Takes the reference to msg (which may be NULL). */

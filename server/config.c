@@ -63,7 +63,7 @@ static const option_doc_t option_docs[] = {
     {"max-fields", OPT_MAX_FIELDS, "ANNOLIVE_MAX_FIELDS", "N",
      "most fields in one object or op (default 256)"},
     {"max-depth", OPT_MAX_DEPTH, "ANNOLIVE_MAX_DEPTH", "N",
-     "deepest JSON nesting accepted (default 32)"},
+     "deepest nesting of a client message, 2 to 31 (default 31)"},
     {"max-rooms", OPT_MAX_ROOMS, "ANNOLIVE_MAX_ROOMS", "N",
      "most rooms one connection may join (default 64)"},
     {"ping-interval", OPT_PING_INTERVAL, "ANNOLIVE_PING_INTERVAL", "SECONDS",
@@ -218,7 +218,7 @@ static int set_count(config_t *cfg, int id, const char *val)
         cfg->limits.max_fields = (size_t)v;
         return 0;
     case OPT_MAX_DEPTH:
-        if (parse_count(val, 2, 512, &v) < 0)
+        if (parse_count(val, 2, 31, &v) < 0)
             return -EINVAL;
         cfg->limits.max_depth = (size_t)v;
         return 0;
@@ -261,7 +261,7 @@ static const char *range_hint(int id)
     case OPT_MAX_MESSAGE: return "an integer from 1024 to 67108864";
     case OPT_MAX_OPS: return "an integer from 1 to 100000";
     case OPT_MAX_FIELDS: return "an integer from 1 to 256";
-    case OPT_MAX_DEPTH: return "an integer from 2 to 512";
+    case OPT_MAX_DEPTH: return "an integer from 2 to 31";
     case OPT_MAX_QUEUE: return "an integer from 65536 to 4294967296";
     case OPT_STREAM_MAX: return "an integer from 100 to 1099511627776";
     case OPT_REDIS_TIMEOUT: return "an integer from 100 to 600000";

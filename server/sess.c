@@ -1,5 +1,6 @@
 /*
- * WebSocket sessions on the annolive.v1.json subprotocol.
+ * WebSocket sessions on the annolive.v1.json and annolive.v1.msgpack
+ * subprotocols.
  *
  * Incoming frames are assembled up to the message size limit, decoded once
  * and dispatched. Outgoing messages are shared reference-counted buffers;

@@ -3,32 +3,47 @@
  */
 
 import { stringify } from './json.js';
+import { encodeMessage } from './msgpack.js';
 
 /** Kinds that annotations refer to; import sends them before the annotations. */
 export const REFERENCED_KINDS = new Set(['tag', 'category', 'item']);
 
-/** Bytes of an ops message around its ops, with the longest opseq and room; an upper bound. */
-function envelopeBytes(actor) {
-  const message = { type: 'ops', room: 'r'.repeat(128), actor, opseq: Number.MAX_SAFE_INTEGER, ops: [] };
-  return Buffer.byteLength(stringify(message));
-}
+/**
+ * Message sizes per encoding, as upper bounds. `envelope` is the size of an ops message around
+ * its ops, with the longest opseq and room. `op` is the size that one more op adds.
+ */
+const SIZES = {
+  json: {
+    envelope: (message) => Buffer.byteLength(stringify(message)),
+    // One more byte for the comma between ops.
+    op: (op) => Buffer.byteLength(stringify(op)) + 1,
+  },
+  msgpack: {
+    // The header of the ops array grows from 1 byte (fixarray) to at most 5 (array 32).
+    envelope: (message) => encodeMessage(message).length + 4,
+    op: (op) => encodeMessage(op).length,
+  },
+};
 
 /**
  * Splits ops into batches of at most maxOps ops and at most maxBytes bytes per message.
  * @param {object[]} ops
- * @param {{maxOps: number, maxBytes: number, actor: string}} limits
+ * @param {{maxOps: number, maxBytes: number, actor: string, encoding?: 'json' | 'msgpack'}} limits
+ *   encoding is the wire encoding the sizes are measured in; json by default.
  * @returns {{batches: object[][], oversized: {op: object, bytes: number}[]}} oversized lists
  *   the ops that exceed maxBytes on their own; they are in no batch.
+ * @throws {RangeError} with the msgpack encoding, for an integer it cannot carry.
  */
-export function splitBatches(ops, { maxOps, maxBytes, actor }) {
-  const envelope = envelopeBytes(actor);
+export function splitBatches(ops, { maxOps, maxBytes, actor, encoding = 'json' }) {
+  const sizes = SIZES[encoding];
+  if (!sizes) throw new TypeError(`invalid encoding ${JSON.stringify(encoding)}: use json or msgpack`);
+  const envelope = sizes.envelope({ type: 'ops', room: 'r'.repeat(128), actor, opseq: Number.MAX_SAFE_INTEGER, ops: [] });
   const batches = [];
   const oversized = [];
   let batch = [];
   let bytes = envelope;
   for (const op of ops) {
-    // One more byte for the comma between ops.
-    const opBytes = Buffer.byteLength(stringify(op)) + 1;
+    const opBytes = sizes.op(op);
     if (envelope + opBytes > maxBytes) {
       oversized.push({ op, bytes: envelope + opBytes });
       continue;

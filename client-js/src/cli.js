@@ -31,6 +31,7 @@ const COMMON_OPTIONS = {
   room: { type: 'string' },
   actor: { type: 'string' },
   timeout: { type: 'string' },
+  encoding: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -39,6 +40,11 @@ const COMMON_HELP = `  --url URL        server WebSocket URL, for example ws://1
   --room ROOM      room name, [A-Za-z0-9._:-]{1,128}, for example project:42
   --actor ID       actor id of this process (default: a random id)
   --timeout MS     time limit for each server reply, in milliseconds (default 30000)
+  --encoding E     wire encoding: json (default, subprotocol annolive.v1.json) or msgpack
+                   (annolive.v1.msgpack). JavaScript cannot tell 3.0 from 3 in msgpack, so
+                   with msgpack floats with an integral value, such as 191.0, are sent and
+                   printed as integers, and integers beyond 2^53-1 are rounded when
+                   received and cannot be sent; json keeps both exact
   -h, --help       print this help`;
 
 const HELP = {
@@ -149,8 +155,12 @@ function requireConnection(values) {
     throw new UsageError(`invalid --room ${JSON.stringify(values.room)}: use 1 to 128 characters of A-Z a-z 0-9 . _ : -`);
   }
   const timeoutMs = positiveInteger(values.timeout, '--timeout', 30000);
+  const encoding = values.encoding ?? 'json';
+  if (encoding !== 'json' && encoding !== 'msgpack') {
+    throw new UsageError(`invalid --encoding ${JSON.stringify(encoding)}: use json or msgpack`);
+  }
   try {
-    return new AnnoliveClient(values.url, { actor: values.actor, timeoutMs, json: losslessJson });
+    return new AnnoliveClient(values.url, { actor: values.actor, timeoutMs, encoding, json: losslessJson });
   } catch (error) {
     // The constructor validates the URL and the actor.
     throw new UsageError(error.message);
@@ -215,12 +225,20 @@ async function runImport(values, files, { log }) {
   const ops = await readImportOps(files, values.prefix);
   const referenced = ops.filter((op) => REFERENCED_KINDS.has(op.kind));
   const annotations = ops.filter((op) => !REFERENCED_KINDS.has(op.kind));
+  // Split before connecting, so ops that the encoding cannot carry send nothing.
+  let phases;
+  try {
+    phases = [referenced, annotations].map((phase) => splitBatches(phase, {
+      maxOps, maxBytes, actor: client.actor, encoding: client.encoding,
+    }));
+  } catch (error) {
+    throw new UsageError(`cannot import with --encoding ${client.encoding}: ${error.message}`);
+  }
 
   const tally = new Tally();
   try {
     await connectAndJoin(client, values.room, log);
-    for (const phase of [referenced, annotations]) {
-      const { batches, oversized } = splitBatches(phase, { maxOps, maxBytes, actor: client.actor });
+    for (const { batches, oversized } of phases) {
       for (const { op, bytes } of oversized) {
         tally.addFailure(op.id, 'not_sent:too_large', `the op alone makes a ${bytes}-byte message, over --max-bytes ${maxBytes}`);
       }

@@ -1,12 +1,20 @@
 /**
- * WebSocket client of the annolive protocol, version 1 (subprotocol `annolive.v1.json`).
+ * WebSocket client of the annolive protocol, version 1. It speaks either subprotocol:
+ * `annolive.v1.json` (JSON text frames, the default) or `annolive.v1.msgpack` (one msgpack map
+ * per binary frame). ./msgpack.js describes which numbers keep their type and value in msgpack.
  *
  * It runs in browsers (globalThis.WebSocket) and in Node (the `ws` package). It does not
  * reconnect. After a close, pending requests are rejected, and the caller may call connect()
  * again and join its rooms anew.
  */
 
+import { decodeMessage, encodeMessage, MSGPACK_SUBPROTOCOL } from './msgpack.js';
+
+export { MSGPACK_SUBPROTOCOL };
+/** The subprotocol of the `json` encoding. */
 export const SUBPROTOCOL = 'annolive.v1.json';
+/** The subprotocol offered for each value of the `encoding` option. */
+export const SUBPROTOCOLS = Object.freeze({ json: SUBPROTOCOL, msgpack: MSGPACK_SUBPROTOCOL });
 export const DEFAULT_TIMEOUT_MS = 30000;
 
 const EVENT_TYPES = new Set(['event', 'snapshot', 'error', 'close']);
@@ -39,8 +47,14 @@ const EVENT_TYPES = new Set(['event', 'snapshot', 'error', 'close']);
  * @property {number} [opseq] first opseq that send() assigns; 1 by default. An actor that
  *   keeps its id across restarts starts above the last opseq it used.
  * @property {number} [timeoutMs] default time limit of join, leave and send, in milliseconds.
- * @property {JsonCodec} [json] codec of the frames; JSON by default. The `losslessJson`
- *   codec of ./json.js keeps integral floats such as `191.0` apart from integers.
+ * @property {'json' | 'msgpack'} [encoding] wire encoding; `json` by default. `msgpack` offers
+ *   the subprotocol `annolive.v1.msgpack` and sends and receives binary frames. With msgpack,
+ *   integers beyond ±(2^53-1) lose precision when received, and a BigInt beyond that range
+ *   cannot be sent. JavaScript cannot tell `3.0` from `3`, so integral floats
+ *   ({@link JsonFloat} included) are sent as msgpack ints and received as plain numbers.
+ * @property {JsonCodec} [json] codec of the frames of the `json` encoding; JSON by default. The
+ *   `losslessJson` codec of ./json.js keeps integral floats such as `191.0` apart from integers.
+ *   The msgpack encoding does not use it.
  */
 
 /** An Error with a `code`, from a server `error` message or from the client itself. */
@@ -126,6 +140,11 @@ export class AnnoliveClient {
     /** The opseq that the next send() assigns. */
     this.nextOpseq = firstOpseq;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    /** The wire encoding, `json` or `msgpack`. */
+    this.encoding = options.encoding ?? 'json';
+    if (!Object.hasOwn(SUBPROTOCOLS, this.encoding)) {
+      throw new TypeError(`invalid encoding ${JSON.stringify(this.encoding)}: use json or msgpack`);
+    }
     this.json = options.json ?? JSON;
     this.WebSocketImpl = options.WebSocket;
     this.socket = null;
@@ -149,10 +168,13 @@ export class AnnoliveClient {
     const WebSocketImpl = this.WebSocketImpl ?? (await loadWebSocket());
     let socket;
     try {
-      socket = new WebSocketImpl(this.url, SUBPROTOCOL);
+      socket = new WebSocketImpl(this.url, SUBPROTOCOLS[this.encoding]);
     } catch (err) {
       throw new Error(`cannot connect to ${this.url}: ${err.message}`, { cause: err });
     }
+    // Browsers deliver binary frames as Blobs by default, which can only be read asynchronously.
+    // `ws` accepts 'arraybuffer' too.
+    if (this.encoding === 'msgpack') socket.binaryType = 'arraybuffer';
     this.socket = socket;
     this.closing = null;
     this.closedByClient = false;
@@ -297,7 +319,7 @@ export class AnnoliveClient {
     if (!this.socket || this.socket.readyState !== 1) {
       throw new AnnoliveError('not_connected', `not connected to ${this.url}: call connect() first`);
     }
-    this.socket.send(this.json.stringify(message));
+    this.socket.send(this.encoding === 'msgpack' ? encodeMessage(message) : this.json.stringify(message));
   }
 
   /**
@@ -344,14 +366,33 @@ export class AnnoliveClient {
     });
   }
 
-  handleFrame(data) {
-    let message;
-    try {
-      message = this.json.parse(frameText(data));
-    } catch (err) {
-      this.emit('error', { type: 'error', code: 'invalid_json', message: `the server sent a frame that is not JSON: ${err.message}`, fromClient: true });
-      return;
+  /** Decodes a frame; returns undefined after emitting an `error` when it cannot be read. */
+  decodeFrame(data) {
+    const fail = (text) => {
+      // The server uses the code invalid_json for undecodable frames of either encoding.
+      this.emit('error', { type: 'error', code: 'invalid_json', message: text, fromClient: true });
+      return undefined;
+    };
+    if (this.encoding === 'msgpack') {
+      if (typeof data === 'string') return fail(`the server sent a text frame on ${MSGPACK_SUBPROTOCOL}`);
+      if (!(data instanceof ArrayBuffer) && !ArrayBuffer.isView(data)) {
+        return fail(`the server sent a binary frame as ${Object.prototype.toString.call(data)}, expected an ArrayBuffer`);
+      }
+      try {
+        return decodeMessage(data);
+      } catch (err) {
+        return fail(`the server sent a frame that is not one msgpack value: ${err.message}`);
+      }
     }
+    try {
+      return this.json.parse(frameText(data));
+    } catch (err) {
+      return fail(`the server sent a frame that is not JSON: ${err.message}`);
+    }
+  }
+
+  handleFrame(data) {
+    const message = this.decodeFrame(data);
     if (message === null || typeof message !== 'object') return;
     switch (message.type) {
       case 'snapshot':

@@ -1,6 +1,9 @@
 // Command-line checks that need no server: help, usage errors and exit codes.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
@@ -33,6 +36,7 @@ test('usage errors exit 2 with one line', () => {
     [['import', '--url', 'ws://127.0.0.1:1', '--room', 'r', '/nonexistent.json'], /cannot read \/nonexistent\.json: no such file/],
     [['import', '--url', 'http://127.0.0.1:1', '--room', 'r', 'x.json'], /scheme must be ws: or wss:/],
     [['watch', '--url', 'ws://127.0.0.1:1', '--room', 'r', '--bogus'], /Unknown option '--bogus'; see annolive watch --help/],
+    [['watch', '--url', 'ws://127.0.0.1:1', '--room', 'r', '--encoding', 'cbor'], /invalid --encoding "cbor": use json or msgpack/],
   ];
   for (const [args, pattern] of cases) {
     const { code, stdout, stderr } = run(...args);
@@ -54,5 +58,20 @@ test('unreachable server exits 1', () => {
     assert.equal(code, 1, command);
     assert.equal(stdout, '');
     assert.match(stderr, /^annolive \w+: cannot connect to ws:\/\/127\.0\.0\.1:1\/v1\/ws: .*is an annolive server listening there\?\n$/);
+  }
+});
+
+test('msgpack import rejects integers beyond 2^53-1', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'annolive-cli-'));
+  try {
+    const file = join(dir, 'big.json');
+    writeFileSync(file, '{"images": [{"id": 18446744073709551615, "file_name": "a.jpg"}], "annotations": []}');
+    // The unreachable server shows that nothing was sent: the split fails before connecting.
+    const { code, stdout, stderr } = run('import', '--url', 'ws://127.0.0.1:1', '--room', 'r', '--encoding', 'msgpack', file);
+    assert.equal(code, 2);
+    assert.equal(stdout, '');
+    assert.match(stderr, /cannot import with --encoding msgpack: cannot send the integer 18446744073709551615 with the msgpack encoding/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

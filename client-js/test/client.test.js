@@ -3,23 +3,35 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
+import { decode, encode } from '@msgpack/msgpack';
 import { WebSocketServer } from 'ws';
 
 import { AnnoliveClient, resolveUrl } from '../src/client.js';
 import { losslessJson, JsonFloat } from '../src/json.js';
 
-/** A fake server: each received message is passed to `handler(message, reply, socket)`. */
+/**
+ * A fake server: each received message is passed to `handler(message, reply, socket)`. On
+ * annolive.v1.msgpack it decodes binary frames and replies with them; `frames` records
+ * `{binary, data}` of every frame it receives.
+ */
 let server;
 let url;
 let handler = () => {};
 const upgrades = [];
 let lastFrame = '';
+const frames = [];
 
 before(async () => {
   server = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (protocols) => [...protocols][0] ?? false });
   server.on('connection', (socket, request) => {
     upgrades.push({ path: request.url, protocol: socket.protocol });
-    socket.on('message', (data) => {
+    socket.on('message', (data, isBinary) => {
+      frames.push({ binary: isBinary, data });
+      if (socket.protocol === 'annolive.v1.msgpack') {
+        const reply = (message) => socket.send(encode(message));
+        handler(decode(data), reply, socket);
+        return;
+      }
       lastFrame = String(data);
       const reply = (message) => socket.send(JSON.stringify(message));
       handler(JSON.parse(String(data)), reply, socket);
@@ -192,4 +204,68 @@ test('constructor validates actor and opseq', () => {
   assert.throws(() => new AnnoliveClient(url, { actor: 'has space' }), /invalid actor/);
   assert.throws(() => new AnnoliveClient(url, { opseq: 0 }), /invalid opseq 0/);
   assert.match(new AnnoliveClient(url).actor, /^js-[0-9a-f]{16}$/);
+});
+
+test('constructor validates the encoding', () => {
+  assert.throws(() => new AnnoliveClient(url, { encoding: 'cbor' }), /invalid encoding "cbor": use json or msgpack/);
+  assert.equal(new AnnoliveClient(url).encoding, 'json');
+});
+
+test('msgpack subprotocol and binary frames', async () => {
+  handler = (message, reply) => {
+    if (message.type === 'join') reply({ type: 'snapshot', room: message.room, seq: 4, objects: [{ id: 'o1', kind: 'bbox', vv: { x: 1 }, fields: { geometry: [1.5, 2, 3, 4] } }] });
+    if (message.type === 'ops') reply({ type: 'ack', room: message.room, opseq: message.opseq, seq: 5, results: [{ id: 'a', status: 'applied', vv: { tester: 1 } }] });
+  };
+  const client = await connected({ encoding: 'msgpack' });
+  assert.deepStrictEqual(upgrades.at(-1), { path: '/v1/ws', protocol: 'annolive.v1.msgpack' });
+  const snapshot = await client.join('r');
+  assert.deepStrictEqual(snapshot.objects[0].fields, { geometry: [1.5, 2, 3, 4] });
+  frames.length = 0;
+  const ack = await client.send('r', [{ op: 'create', id: 'a', kind: 'bbox', fields: { geometry: [1.5, 2, 3, 4], note: undefined } }]);
+  assert.equal(ack.seq, 5);
+  assert.equal(frames.length, 1);
+  assert.equal(frames[0].binary, true);
+  // undefined members are left out, as JSON.stringify does.
+  assert.deepStrictEqual(decode(frames[0].data), {
+    type: 'ops', room: 'r', actor: 'tester', opseq: 1,
+    ops: [{ op: 'create', id: 'a', kind: 'bbox', fields: { geometry: [1.5, 2, 3, 4] } }],
+  });
+  await client.close();
+});
+
+test('msgpack integral floats and BigInts', async () => {
+  handler = (message, reply) => reply({ type: 'ack', room: message.room, opseq: message.opseq, results: [] });
+  const client = await connected({ encoding: 'msgpack' });
+  frames.length = 0;
+  await client.send('r', [{ op: 'create', id: 'a', kind: 'tag', fields: { f: new JsonFloat(3), g: 2.5, n: 12n } }]);
+  const bytes = Buffer.from(frames[0].data);
+  // 3.0 as positive fixint 0x03, 2.5 as float64 0xcb, 12n as fixint 0x0c.
+  assert.ok(bytes.includes(Buffer.from('a16603', 'hex')));
+  assert.ok(bytes.includes(Buffer.from('a167cb4004000000000000', 'hex')));
+  assert.ok(bytes.includes(Buffer.from('a16e0c', 'hex')));
+  await assert.rejects(client.send('r', [{ op: 'create', id: 'b', kind: 'tag', fields: { n: 2n ** 60n } }]),
+    (err) => err instanceof RangeError && /integer 1152921504606846976 .* beyond 2\^53-1/.test(err.message));
+  await client.close();
+});
+
+test('msgpack undecodable frames emit errors', async () => {
+  handler = (message, _reply, socket) => {
+    socket.send('{"type":"ack"}');
+    socket.send(Buffer.from('81a474797065', 'hex'));
+    socket.send(Buffer.concat([encode({ type: 'ack', room: 'r', opseq: 1, results: [] }), Buffer.from([0xc0])]));
+    socket.send(encode({ type: 'ack', room: message.room, opseq: message.opseq, results: [] }));
+  };
+  const client = await connected({ encoding: 'msgpack' });
+  const errors = [];
+  client.on('error', (message) => errors.push(message));
+  await client.send('r', []);
+  assert.equal(errors.length, 3);
+  for (const error of errors) {
+    assert.equal(error.code, 'invalid_json');
+    assert.equal(error.fromClient, true);
+  }
+  assert.match(errors[0].message, /text frame on annolive\.v1\.msgpack/);
+  assert.match(errors[1].message, /not one msgpack value/);
+  assert.match(errors[2].message, /not one msgpack value: Extra 1 of \d+ byte/);
+  await client.close();
 });
