@@ -446,9 +446,9 @@ describe('robustness', () => {
       await expectError(`${'{"a":'.repeat(10000)}1${'}'.repeat(10000)}`, 'too_large', '10,000 nested objects');
       await expectError(ops(`${'['.repeat(10000)}${']'.repeat(10000)}`), 'too_large', '10,000 nested arrays in a field');
       await expectError(`${'['.repeat(20000)}`, 'too_large', '20,000 unclosed arrays');
-      // The root object, the ops array, the op and fields are 4 levels, so 28 more reach the limit of 32.
+      // The root object, the ops array, the op and fields are 4 levels, so 27 more reach the limit of 31.
       from = raw.messages.length;
-      raw.send(ops(`{"deep":${'['.repeat(28)}${']'.repeat(28)},"big":9223372036854775807,"small":-9223372036854775808,"tiny":5e-324,"max":1.7976931348623157e308,"negzero":-0.0}`));
+      raw.send(ops(`{"deep":${'['.repeat(27)}${']'.repeat(27)},"big":9223372036854775807,"small":-9223372036854775808,"tiny":5e-324,"max":1.7976931348623157e308,"negzero":-0.0}`));
       const ack = await raw.waitFor('ack of the deepest accepted message',
         (m) => raw.messages.indexOf(m) >= from && (m.type === 'ack' || m.type === 'error'));
       assert.equal(ack.type, 'ack', JSON.stringify(ack));
