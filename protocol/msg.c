@@ -23,6 +23,8 @@ static const char *const code_names[] = {
     [MSG_ERR_UNAVAILABLE] = "unavailable",
     [MSG_ERR_INTERNAL] = "internal",
     [MSG_ERR_STALE_OPSEQ] = "stale_opseq",
+    [MSG_ERR_FORBIDDEN] = "forbidden",
+    [MSG_ERR_UNAUTHORIZED] = "unauthorized",
 };
 
 const char *msg_code_name(msg_err_t code)
@@ -44,6 +46,7 @@ void msg_clear(msg_t *msg)
     for (i = 0; i < msg->nops; i++)
         op_clear(&msg->ops[i]);
     free(msg->ops);
+    free(msg->token);
     msg_init(msg);
 }
 
@@ -141,6 +144,23 @@ static int get_opseq(const json_t *obj, uint64_t *opseq, char *err,
                           value, err, errlen);
     *opseq = (uint64_t)json_integer_value(value);
     return 0;
+}
+
+/* Reads the "token" of an auth message: 1..MSG_TOKEN_MAX bytes. */
+static int get_token_string(const json_t *obj, msg_t *msg, char *err,
+                            size_t errlen)
+{
+    const char *s;
+    size_t len;
+
+    if (get_string(obj, "token", &s, &len, err, errlen) < 0)
+        return -EINVAL;
+    if (len == 0 || len > MSG_TOKEN_MAX)
+        return proto_fail(err, errlen, -EINVAL,
+                          "token must be 1 to %d bytes, got %zu",
+                          MSG_TOKEN_MAX, len);
+    msg->token = strndup(s, len);
+    return msg->token ? 0 : -ENOMEM;
 }
 
 /* Reads the optional "since" of a join: the seq a resuming client holds. */
@@ -679,9 +699,13 @@ static int read_message(const json_t *root, const proto_limits_t *limits,
         msg->type = MSG_OPS;
         return read_ops(root, limits, msg, text, len);
     }
+    if (strcmp(type, "auth") == 0) {
+        msg->type = MSG_AUTH;
+        return get_token_string(root, msg, text, len);
+    }
 
     err->code = MSG_ERR_UNKNOWN_TYPE;
-    return wrong_type("type", "\"join\", \"leave\" or \"ops\"",
+    return wrong_type("type", "\"join\", \"leave\", \"ops\" or \"auth\"",
                       json_object_get(root, "type"), text, len);
 }
 

@@ -15,7 +15,9 @@
 #include "obj.h"
 #include "proto.h"
 
-typedef enum { MSG_JOIN, MSG_LEAVE, MSG_OPS } msg_type_t;
+typedef enum { MSG_JOIN, MSG_LEAVE, MSG_OPS, MSG_AUTH } msg_type_t;
+
+#define MSG_TOKEN_MAX 8192 /* bytes in the token of an "auth" message */
 
 typedef struct {
     msg_type_t type;
@@ -25,6 +27,7 @@ typedef struct {
     int has_opseq;
     uint64_t since;               /* join only: the seq the client holds */
     int has_since;
+    char *token;                  /* auth only: owned, NUL-terminated */
     int atomic; /* ops only: 1 when every op applies in full or none does */
     op_t *ops;  /* owned array of nops ops */
     size_t nops;
@@ -40,6 +43,8 @@ typedef enum {
     MSG_ERR_UNAVAILABLE,
     MSG_ERR_INTERNAL,
     MSG_ERR_STALE_OPSEQ,
+    MSG_ERR_FORBIDDEN,
+    MSG_ERR_UNAUTHORIZED,
 } msg_err_t;
 
 /* Details of a decode failure. room and opseq are filled when the message

@@ -116,8 +116,13 @@ start_instance() {
     local name="$1" port logfile args
     port="$(free_port)"
     logfile="$RUN_DIR/annolive-$name.log"
+    # A local development run: no tokens, loopback only. Set
+    # ANNOLIVE_AUTH_SECRET_FILE to check HS256 tokens instead.
     args=(--listen "127.0.0.1:$port" --redis "$REDIS_URL" --instance "$name"
           --log-level "${ANNOLIVE_LOG_LEVEL:-info}")
+    if [[ -z "${ANNOLIVE_AUTH_SECRET_FILE:-}${ANNOLIVE_AUTH_SECRET:-}" ]]; then
+        args+=(--no-auth)
+    fi
     if [[ -d "$REPO/client-js/demo" ]]; then
         args+=(--static "$REPO/client-js/demo")
     fi

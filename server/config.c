@@ -35,6 +35,13 @@ enum {
     OPT_MAX_ROOMS,
     OPT_PING_INTERVAL,
     OPT_PING_TIMEOUT,
+    OPT_NO_AUTH,
+    OPT_AUTH_ALG,
+    OPT_AUTH_SECRET_FILE,
+    OPT_AUTH_KEY_FILE,
+    OPT_AUTH_AUDIENCE,
+    OPT_AUTH_ISSUER,
+    OPT_AUTH_SKEW,
 };
 
 typedef struct {
@@ -71,6 +78,22 @@ static const option_doc_t option_docs[] = {
     {"ping-timeout", OPT_PING_TIMEOUT, "ANNOLIVE_PING_TIMEOUT", "SECONDS",
      "seconds a ping may go unanswered before the connection is closed "
      "(default 30)"},
+    {"auth-alg", OPT_AUTH_ALG, "ANNOLIVE_AUTH_ALG", "ALG",
+     "token signature algorithm: HS256, RS256 or ES256 (default HS256)"},
+    {"auth-secret-file", OPT_AUTH_SECRET_FILE, "ANNOLIVE_AUTH_SECRET_FILE",
+     "FILE", "HS256 secret, at least 32 bytes; ANNOLIVE_AUTH_SECRET may hold "
+     "the secret itself"},
+    {"auth-key-file", OPT_AUTH_KEY_FILE, "ANNOLIVE_AUTH_KEY_FILE", "FILE",
+     "PEM public key for RS256 or ES256 tokens"},
+    {"auth-audience", OPT_AUTH_AUDIENCE, "ANNOLIVE_AUTH_AUDIENCE", "AUD",
+     "required token audience (default: tokens must carry none)"},
+    {"auth-issuer", OPT_AUTH_ISSUER, "ANNOLIVE_AUTH_ISSUER", "ISS",
+     "required token issuer (default: not checked)"},
+    {"auth-skew", OPT_AUTH_SKEW, "ANNOLIVE_AUTH_SKEW", "SECONDS",
+     "clock skew allowed on token times (default 60)"},
+    {"no-auth", OPT_NO_AUTH, "ANNOLIVE_NO_AUTH", NULL,
+     "development mode: no tokens, every client may do anything; "
+     "loopback listen addresses only"},
     {"max-queue", OPT_MAX_QUEUE, "ANNOLIVE_MAX_QUEUE", "BYTES",
      "bytes queued for one connection before it is closed "
      "(default 16777216)"},
@@ -237,6 +260,11 @@ static int set_count(config_t *cfg, int id, const char *val)
             return -EINVAL;
         cfg->redis_timeout_ms = (int)v;
         return 0;
+    case OPT_AUTH_SKEW:
+        if (parse_count(val, 0, 3600, &v) < 0)
+            return -EINVAL;
+        cfg->auth_skew_s = (int)v;
+        return 0;
     case OPT_MAX_ROOMS:
         if (parse_count(val, 1, 10000, &v) < 0)
             return -EINVAL;
@@ -266,6 +294,9 @@ static const char *range_hint(int id)
     case OPT_STREAM_MAX: return "an integer from 100 to 1099511627776";
     case OPT_REDIS_TIMEOUT: return "an integer from 100 to 600000";
     case OPT_MAX_ROOMS: return "an integer from 1 to 10000";
+    case OPT_AUTH_SKEW: return "an integer from 0 to 3600";
+    case OPT_AUTH_ALG: return "HS256, RS256 or ES256";
+    case OPT_NO_AUTH: return "1 or true";
     case OPT_PING_INTERVAL:
     case OPT_PING_TIMEOUT: return "an integer from 1 to 3600";
     case OPT_LISTEN: return "HOST:PORT, such as 127.0.0.1:7700";
@@ -309,6 +340,29 @@ static int set_option(config_t *cfg, int id, const char *val)
         return 0;
     case OPT_LOG_LEVEL:
         return log_parse_level(val, &cfg->log_level);
+    case OPT_NO_AUTH:
+        if (strcmp(val, "1") != 0 && strcmp(val, "true") != 0)
+            return -EINVAL;
+        cfg->no_auth = 1;
+        return 0;
+    case OPT_AUTH_ALG:
+        if (strcmp(val, "HS256") && strcmp(val, "RS256") &&
+            strcmp(val, "ES256"))
+            return -EINVAL;
+        cfg->auth_alg = val;
+        return 0;
+    case OPT_AUTH_SECRET_FILE:
+        cfg->auth_secret_file = val;
+        return 0;
+    case OPT_AUTH_KEY_FILE:
+        cfg->auth_key_file = val;
+        return 0;
+    case OPT_AUTH_AUDIENCE:
+        cfg->auth_audience = val;
+        return 0;
+    case OPT_AUTH_ISSUER:
+        cfg->auth_issuer = val;
+        return 0;
     }
     return set_count(cfg, id, val);
 }
@@ -333,6 +387,8 @@ static void set_defaults(config_t *cfg)
     cfg->max_rooms = 64;
     cfg->ping_interval_s = 30;
     cfg->ping_timeout_s = 30;
+    cfg->auth_alg = "HS256";
+    cfg->auth_skew_s = 60;
 }
 
 static int reject(const char *source, const char *val, int id)
@@ -390,12 +446,41 @@ static int load_argv(config_t *cfg, int argc, char **argv)
             return -EINVAL;
         }
         snprintf(source, sizeof(source), "--%s", find_doc(c)->name);
-        if (set_option(cfg, c, optarg) < 0)
-            return reject(source, optarg, c);
+        if (set_option(cfg, c, optarg ? optarg : "1") < 0)
+            return reject(source, optarg ? optarg : "", c);
     }
     if (optind < argc) {
         fprintf(stderr, "annolive: unexpected argument '%s'; run '%s --help'\n",
                 argv[optind], argv[0]);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
+/* Checks the settings that only make sense together. */
+static int check_auth(const config_t *cfg)
+{
+    int has_key = cfg->auth_secret_file || cfg->auth_key_file ||
+                  (getenv("ANNOLIVE_AUTH_SECRET") &&
+                   *getenv("ANNOLIVE_AUTH_SECRET"));
+
+    if (cfg->no_auth && !is_loopback(cfg->listen_host)) {
+        fprintf(stderr, "annolive: --no-auth is for local development and "
+                "needs a loopback --listen address, got %s\n",
+                cfg->listen_host);
+        return -EINVAL;
+    }
+    if (!cfg->no_auth && !has_key) {
+        fprintf(stderr, "annolive: no way to check tokens: give "
+                "--auth-secret-file (or ANNOLIVE_AUTH_SECRET) for HS256, or "
+                "--auth-key-file for RS256 and ES256; --no-auth runs without "
+                "tokens on loopback for development\n");
         return -EINVAL;
     }
     return 0;
@@ -409,5 +494,8 @@ int config_load(config_t *cfg, int argc, char **argv)
     r = load_env(cfg);
     if (r < 0)
         return r;
-    return load_argv(cfg, argc, argv);
+    r = load_argv(cfg, argc, argv);
+    if (r != 0)
+        return r;
+    return check_auth(cfg);
 }

@@ -27,6 +27,13 @@ typedef struct {
     size_t max_rooms;        /* rooms one connection may join */
     int ping_interval_s;     /* idle seconds before the server pings */
     int ping_timeout_s;      /* seconds a ping may go unanswered */
+    int no_auth;             /* development mode: no token checks */
+    const char *auth_alg;    /* "HS256", "RS256" or "ES256" */
+    const char *auth_secret_file; /* HS256 secret; or ANNOLIVE_AUTH_SECRET */
+    const char *auth_key_file;    /* RS256/ES256 PEM public key */
+    const char *auth_audience;    /* required aud, or NULL */
+    const char *auth_issuer;      /* required iss, or NULL */
+    int auth_skew_s;              /* clock skew allowed, seconds */
 } config_t;
 
 /*

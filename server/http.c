@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "auth.h"
 #include "log.h"
 #include "obj.h"
 #include "pack.h"
@@ -185,15 +186,51 @@ static void on_snapshot(int status, const store_room_t *sr, void *arg)
     free(pend);
 }
 
+/* Checks that the request's token grants a role in room. Returns 0 when
+ * it does, 1 after queueing a 401 or 403 answer, or -1. */
+static int authorize(struct lws *wsi, http_t *h, const char *room,
+                     size_t len)
+{
+    char name[PROTO_ROOM_MAX + 1];
+    char why[256];
+    jwt_claims_t claims;
+    jwt_role_t role;
+    int rc;
+
+    memcpy(name, room, len);
+    name[len] = '\0';
+    rc = auth_request(wsi, &claims, why, sizeof(why));
+    if (rc < 0) {
+        log_info("http", "request rejected: %s", why);
+        return respond_error(wsi, h, 401, "unauthorized",
+                             rc == -ENOENT ? "a token is required"
+                                           : "the token was rejected") < 0
+                   ? -1
+                   : 1;
+    }
+    rc = jwt_room_role(&claims, name, &role);
+    jwt_claims_clear(&claims);
+    if (rc < 0)
+        return respond_error(wsi, h, 403, "forbidden",
+                             "the token grants no role in this room") < 0
+                   ? -1
+                   : 1;
+    return 0;
+}
+
 static int get_snapshot(struct lws *wsi, http_t *h, const char *room,
                         size_t len)
 {
     http_pending_t *pend;
+    int rc;
 
     if (!proto_room_valid(room, len))
         return respond_error(wsi, h, 400, "invalid_message",
                              "invalid room name: expected 1 to 128 "
                              "characters from [A-Za-z0-9._:-]");
+    rc = authorize(wsi, h, room, len);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
     pend = calloc(1, sizeof(*pend));
     if (!pend)
         return -1;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -18,6 +19,7 @@
 #include "room.h"
 #include "sess.h"
 #include "store.h"
+#include "token_cmd.h"
 
 #define STOP_WRITES_MS 2000 /* longest wait for writes in flight at stop */
 #define STOP_GRACE_MS 5000  /* longest stop, writes and connections */
@@ -157,12 +159,16 @@ static void finish(server_t *srv)
         uv_loop_close(&srv->loop);
     }
     room_module_free();
+    auth_free();
 }
 
 int main(int argc, char **argv)
 {
     server_t srv;
     int rc;
+
+    if (argc > 1 && strcmp(argv[1], "token") == 0)
+        return token_cmd_run(argc - 1, argv + 1);
 
     memset(&srv, 0, sizeof(srv));
     rc = config_load(&srv.cfg, argc, argv);
@@ -175,6 +181,14 @@ int main(int argc, char **argv)
     log_info("main", "annolive %s starting as instance %s", ANNOLIVE_VERSION,
              srv.cfg.instance);
 
+    {
+        char why[512];
+
+        if (auth_init(&srv.cfg, why, sizeof(why)) < 0) {
+            fprintf(stderr, "annolive: %s\n", why);
+            return 2;
+        }
+    }
     uv_loop_init(&srv.loop);
     if (start(&srv) < 0) {
         log_error("main", "out of memory at start");

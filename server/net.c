@@ -10,6 +10,7 @@
 #include <libwebsockets.h>
 #include <string.h>
 
+#include "auth.h"
 #include "http.h"
 #include "log.h"
 #include "sess.h"
@@ -41,6 +42,25 @@ static int offers_known(struct lws *wsi)
     return 0;
 }
 
+/* Rejects an upgrade without a valid token with 401, before the WebSocket
+ * opens. The reason goes to the log; the client gets a fixed message. */
+static int check_token(struct lws *wsi)
+{
+    char why[256];
+    jwt_claims_t claims;
+    int rc = auth_request(wsi, &claims, why, sizeof(why));
+
+    if (rc == 0) {
+        jwt_claims_clear(&claims);
+        return 0;
+    }
+    log_info("net", "upgrade rejected: %s", why);
+    return http_reject_upgrade(wsi, 401, "unauthorized",
+                               rc == -ENOENT
+                                   ? "a token is required"
+                                   : "the token was rejected");
+}
+
 static int confirm_upgrade(struct lws *wsi)
 {
     char uri[256];
@@ -58,7 +78,7 @@ static int confirm_upgrade(struct lws *wsi)
                                    "unsupported subprotocol: offer "
                                    SESS_SUBPROTOCOL_JSON " or "
                                    SESS_SUBPROTOCOL_MSGPACK);
-    return 0;
+    return check_token(wsi);
 }
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason,

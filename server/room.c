@@ -53,6 +53,7 @@ typedef struct batch {
     struct batch *next;
     room_t *room;
     sess_t *sess; /* NULL once the connection closed */
+    jwt_role_t role; /* the writer's role in the room when it sent */
     msg_t msg;
     int attempts;
 } batch_t;
@@ -175,6 +176,11 @@ static void sweep(uv_timer_t *t)
         map_remove(&rooms, r->name);
         free_room(r->name, r, NULL);
     }
+}
+
+const char *room_name(const room_t *r)
+{
+    return r->name;
 }
 
 size_t room_count(void)
@@ -853,7 +859,16 @@ void room_join(sess_t *s, const msg_t *join)
 {
     const char *name = join->room;
     room_t *r = get_room(name, 0);
+    jwt_role_t role;
 
+    if (jwt_room_role(&s->claims, name, &role) < 0) {
+        log_info("room", "c%" PRIu64 ": %s may not join %s", s->id,
+                 s->claims.sub, name);
+        sess_send_error(s, MSG_ERR_FORBIDDEN, name, 0,
+                        "the token of %s grants no role in room %s",
+                        s->claims.sub, name);
+        return;
+    }
     if ((!r || !find_member(r, s)) && s->nrooms >= cfg->max_rooms) {
         log_info("room", "c%" PRIu64 ": join of %s rejected: %zu rooms "
                  "joined, the limit", s->id, name, cfg->max_rooms);
@@ -1186,7 +1201,7 @@ static int submit(batch_t *b, apply_t *a)
 static void batch_run(batch_t *b)
 {
     room_t *r = b->room;
-    merge_permit_t permit = {.fn = authz_check_op, .arg = b->sess};
+    merge_permit_t permit = {.fn = authz_check_op, .arg = &b->role};
     apply_t *a;
 
     if (++b->attempts > MAX_ATTEMPTS) {
@@ -1253,6 +1268,8 @@ void room_submit(sess_t *s, msg_t *msg)
     }
     b->room = r;
     b->sess = s;
+    if (jwt_room_role(&s->claims, r->name, &b->role) < 0)
+        b->role = JWT_ROLE_VIEWER; /* the room left the token on refresh */
     b->msg = *msg;
     msg_init(msg);
     if (r->waiting_tail)

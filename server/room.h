@@ -49,6 +49,9 @@ void room_submit(sess_t *s, msg_t *msg);
 /* Removes s from every room and forgets its batches in flight. */
 void room_drop_session(sess_t *s);
 
+/* Returns the name of r. */
+const char *room_name(const room_t *r);
+
 /* Returns the number of rooms with a cache on this instance. */
 size_t room_count(void);
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "log.h"
 #include "room.h"
 
@@ -195,6 +196,61 @@ void sess_send_error(sess_t *s, msg_err_t code, const char *room,
     sess_send_json(s, msg_error_json(&err));
 }
 
+/* Closes the session when its token expires. */
+static void arm_expiry(sess_t *s)
+{
+    int64_t left = s->claims.exp - auth_now();
+
+    if (!auth_enabled())
+        return;
+    if (left < 0)
+        left = 0;
+    lws_set_timer_usecs(s->wsi, (lws_usec_t)left * LWS_US_PER_SEC);
+}
+
+/* Replaces the token of a connection. The new token must be valid, name
+ * the same subject and still grant a role in every room joined, so a
+ * refresh never widens what an expired token allowed nor keeps a session
+ * alive past its rooms. */
+static void refresh_token(sess_t *s, const msg_t *msg)
+{
+    char why[PROTO_ERR_MAX];
+    jwt_claims_t fresh;
+
+    if (auth_token(msg->token, strlen(msg->token), &fresh, why,
+                   sizeof(why)) < 0) {
+        sess_send_error(s, MSG_ERR_UNAUTHORIZED, NULL, 0,
+                        "token rejected: %s", why);
+        return;
+    }
+    if (strcmp(fresh.sub, s->claims.sub) != 0) {
+        jwt_claims_clear(&fresh);
+        sess_send_error(s, MSG_ERR_FORBIDDEN, NULL, 0,
+                        "the new token is for another subject; open a new "
+                        "connection for it");
+        return;
+    }
+    for (size_t i = 0; i < s->nrooms; i++) {
+        const char *room = room_name(s->rooms[i]);
+        jwt_role_t role;
+
+        if (jwt_room_role(&fresh, room, &role) < 0) {
+            jwt_claims_clear(&fresh);
+            sess_send_error(s, MSG_ERR_FORBIDDEN, room, 0,
+                            "the new token does not grant room %s, which "
+                            "this connection has joined; leave it first",
+                            room);
+            return;
+        }
+    }
+    jwt_claims_clear(&s->claims);
+    s->claims = fresh;
+    arm_expiry(s);
+    sess_send_json(s, json_pack("{s:s, s:s, s:I}", "type", "authed", "sub",
+                                s->claims.sub, "exp",
+                                (json_int_t)s->claims.exp));
+}
+
 static void dispatch(sess_t *s)
 {
     msg_error_t err;
@@ -226,6 +282,9 @@ static void dispatch(sess_t *s)
         break;
     case MSG_OPS:
         room_submit(s, &msg);
+        break;
+    case MSG_AUTH:
+        refresh_token(s, &msg);
         break;
     }
     msg_clear(&msg);
@@ -377,6 +436,22 @@ static void on_established(sess_t *s, struct lws *wsi)
               buf_enc_name(s->enc));
 }
 
+/* Reads the token of the upgrade request, which the upgrade check already
+ * accepted. Returns 0, or -1 to close the connection. */
+static int authenticate(sess_t *s, struct lws *wsi)
+{
+    char why[PROTO_ERR_MAX];
+
+    if (auth_request(wsi, &s->claims, why, sizeof(why)) < 0) {
+        log_info("sess", "c%" PRIu64 ": token rejected: %s", s->id, why);
+        return -1;
+    }
+    log_info("sess", "c%" PRIu64 ": %s connected as %s", s->id,
+             s->claims.sub, jwt_role_name(s->claims.role));
+    arm_expiry(s);
+    return 0;
+}
+
 static void on_closed(sess_t *s)
 {
     room_drop_session(s);
@@ -384,6 +459,7 @@ static void on_closed(sess_t *s)
     drop_queue(s);
     free(s->rx);
     free(s->rooms);
+    jwt_claims_clear(&s->claims);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -400,6 +476,11 @@ int sess_callback(struct lws *wsi, enum lws_callback_reasons reason,
     switch (reason) {
     case LWS_CALLBACK_ESTABLISHED:
         on_established(s, wsi);
+        return authenticate(s, wsi);
+    case LWS_CALLBACK_TIMER:
+        log_info("sess", "c%" PRIu64 ": closing: the token of %s expired",
+                 s->id, s->claims.sub);
+        sess_close(s, SESS_CLOSE_TOKEN_EXPIRED, "token expired");
         return 0;
     case LWS_CALLBACK_RECEIVE:
         on_receive(s, wsi, in, len);

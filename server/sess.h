@@ -13,9 +13,11 @@
 
 #include "buf.h"
 #include "config.h"
+#include "jwt.h"
 #include "msg.h"
 
 #define SESS_SUBPROTOCOL_JSON "annolive.v1.json"
+#define SESS_CLOSE_TOKEN_EXPIRED 4001 /* close code: token expired */
 #define SESS_SUBPROTOCOL_MSGPACK "annolive.v1.msgpack"
 
 typedef struct sess_out {
@@ -48,6 +50,7 @@ typedef struct sess {
     struct room **rooms;   /* rooms joined, at most cfg->max_rooms */
     size_t nrooms, cap_rooms;
     struct sess_drain *drains; /* callbacks of sess_on_drain() */
+    jwt_claims_t claims;   /* of the connection's token */
 } sess_t;
 
 /* Sets the configuration that every session uses. */

@@ -31,6 +31,21 @@ const READY_TIMEOUT_MS = 15000;
 const STOP_TIMEOUT_MS = 10000;
 const LOG_TAIL_BYTES = 16384;
 
+// The first line of a report of AddressSanitizer, LeakSanitizer or UBSan.
+// Only a server built with the sanitizers writes them.
+const SANITIZER_REPORT = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|: runtime error: /;
+
+/** Sanitizer reports found in the output of runProcess(), checked by cleanup(). */
+const processReports = [];
+
+/** Returns the text of a sanitizer report in text, from its first line on, or null. */
+export function sanitizerReport(text) {
+  const match = SANITIZER_REPORT.exec(text);
+  if (!match) return null;
+  const start = text.lastIndexOf('\n', match.index) + 1;
+  return text.slice(start, start + 4000);
+}
+
 /** Child processes of this test file, killed with SIGKILL if the file exits early. */
 const liveChildren = new Set();
 
@@ -266,9 +281,12 @@ export class AnnoliveInstance {
    */
   constructor(env, name, {
     redisUrl, args = [], envVars = {}, settingsFromEnv = false, wrapper = [], readyTimeoutMs = READY_TIMEOUT_MS,
-    stopTimeoutMs = STOP_TIMEOUT_MS,
+    stopTimeoutMs = STOP_TIMEOUT_MS, auth = 'none',
   } = {}) {
     this.env = env;
+    // 'none' runs without tokens (--no-auth); { secretFile } checks HS256
+    // tokens signed with the secret in that file.
+    this.auth = auth;
     this.settingsFromEnv = settingsFromEnv;
     this.name = name;
     this.redisUrl = redisUrl;
@@ -302,10 +320,13 @@ export class AnnoliveInstance {
     const settings = {
       listen: `127.0.0.1:${this.port}`, redis: this.redisUrl, instance: this.name, 'log-level': LOG_LEVEL,
     };
+    if (this.auth === 'none') settings['no-auth'] = '1';
+    else if (this.auth?.secretFile) settings['auth-secret-file'] = this.auth.secretFile;
     const args = [];
     const envVars = { ...this.envVars };
     for (const [option, value] of Object.entries(settings)) {
-      if (this.settingsFromEnv) envVars[`ANNOLIVE_${option.toUpperCase().replace('-', '_')}`] = value;
+      if (this.settingsFromEnv) envVars[`ANNOLIVE_${option.toUpperCase().replaceAll('-', '_')}`] = value;
+      else if (option === 'no-auth') args.push('--no-auth');
       else args.push(`--${option}`, value);
     }
     args.push(...this.extraArgs);
@@ -401,11 +422,14 @@ export function runProcess(command, args, { timeoutMs = 60000, env = {}, input =
     });
     child.once('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({
+      const result = {
         code, signal, timedOut,
         stdout: Buffer.concat(stdout).toString('utf8'),
         stderr: Buffer.concat(stderr).toString('utf8'),
-      });
+      };
+      const report = sanitizerReport(result.stderr);
+      if (report) processReports.push(`${[command, ...args].join(' ')}:\n${report}`);
+      resolve(result);
     });
   });
 }
@@ -599,7 +623,8 @@ export class TestEnv {
   /**
    * Closes clients and stops every process this env started. Throws after
    * stopping everything when an instance had exited before it was stopped,
-   * did not exit with code 0 on SIGTERM, or needed SIGKILL.
+   * did not exit with code 0 on SIGTERM, or needed SIGKILL, or when a log of
+   * this env or the output of runProcess() contains a sanitizer report.
    */
   async cleanup() {
     const problems = [];
@@ -625,6 +650,19 @@ export class TestEnv {
       }
     }
     if (this.redis) await this.redis.stop();
+
+    // A server built with the sanitizers writes a report to its log, and a
+    // report at exit does not always change the exit code a test expects.
+    for (const file of this.logFiles) {
+      let report = null;
+      try {
+        report = sanitizerReport(fs.readFileSync(file, 'utf8'));
+      } catch {
+        // A log that cannot be read has no report to find.
+      }
+      if (report) problems.push(`sanitizer report in ${file}:\n${report}`);
+    }
+    for (const report of processReports.splice(0)) problems.push(`sanitizer report from ${report}`);
 
     if (problems.length > 0) {
       this.failed = true;

@@ -27,8 +27,10 @@ after(async () => {
   await env.cleanup();
 }, { timeout: 120000 });
 
+// Runs the server without token checks, as these cases are about other
+// settings.
 function runServer(args, options = {}) {
-  return runProcess(ANNOLIVE_BIN, args, { timeoutMs: 15000, ...options });
+  return runProcess(ANNOLIVE_BIN, ['--no-auth', ...args], { timeoutMs: 15000, ...options });
 }
 
 function stderrLines(result) {
