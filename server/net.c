@@ -97,6 +97,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_ESTABLISHED:
     case LWS_CALLBACK_RECEIVE:
     case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_TIMER:
     case LWS_CALLBACK_CLOSED:
         return sess_callback(wsi, reason, &conn->sess, in, len);
     default:

@@ -196,10 +196,11 @@ void sess_send_error(sess_t *s, msg_err_t code, const char *room,
     sess_send_json(s, msg_error_json(&err));
 }
 
-/* Closes the session when its token expires. */
+/* Closes the session when its token expires, with the same clock-skew
+ * allowance as token checks. */
 static void arm_expiry(sess_t *s)
 {
-    int64_t left = s->claims.exp - auth_now();
+    int64_t left = s->claims.exp + cfg->auth_skew_s - auth_now();
 
     if (!auth_enabled())
         return;
