@@ -25,6 +25,7 @@ static const char *const code_names[] = {
     [MSG_ERR_STALE_OPSEQ] = "stale_opseq",
     [MSG_ERR_FORBIDDEN] = "forbidden",
     [MSG_ERR_UNAUTHORIZED] = "unauthorized",
+    [MSG_ERR_RATE_LIMITED] = "rate_limited",
 };
 
 const char *msg_code_name(msg_err_t code)

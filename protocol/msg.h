@@ -45,6 +45,7 @@ typedef enum {
     MSG_ERR_STALE_OPSEQ,
     MSG_ERR_FORBIDDEN,
     MSG_ERR_UNAUTHORIZED,
+    MSG_ERR_RATE_LIMITED,
 } msg_err_t;
 
 /* Details of a decode failure. room and opseq are filled when the message

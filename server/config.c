@@ -42,6 +42,12 @@ enum {
     OPT_AUTH_AUDIENCE,
     OPT_AUTH_ISSUER,
     OPT_AUTH_SKEW,
+    OPT_ALLOW_ORIGIN,
+    OPT_RATE_OPS,
+    OPT_RATE_BURST,
+    OPT_MAX_CONNS_PER_IP,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
 };
 
 typedef struct {
@@ -94,6 +100,19 @@ static const option_doc_t option_docs[] = {
     {"no-auth", OPT_NO_AUTH, "ANNOLIVE_NO_AUTH", NULL,
      "development mode: no tokens, every client may do anything; "
      "loopback listen addresses only"},
+    {"allow-origin", OPT_ALLOW_ORIGIN, "ANNOLIVE_ALLOW_ORIGIN", "LIST",
+     "comma-separated origins allowed to open WebSockets from a browser "
+     "(default: any)"},
+    {"rate-ops", OPT_RATE_OPS, "ANNOLIVE_RATE_OPS", "N",
+     "ops per second one connection may send, on average (default 1000)"},
+    {"rate-burst", OPT_RATE_BURST, "ANNOLIVE_RATE_BURST", "N",
+     "ops one connection may send at once (default 2000)"},
+    {"max-conns-per-ip", OPT_MAX_CONNS_PER_IP, "ANNOLIVE_MAX_CONNS_PER_IP",
+     "N", "open WebSocket connections per client address (default 256)"},
+    {"tls-cert", OPT_TLS_CERT, "ANNOLIVE_TLS_CERT", "FILE",
+     "PEM certificate chain: serve wss and https (needs --tls-key)"},
+    {"tls-key", OPT_TLS_KEY, "ANNOLIVE_TLS_KEY", "FILE",
+     "PEM private key of --tls-cert"},
     {"max-queue", OPT_MAX_QUEUE, "ANNOLIVE_MAX_QUEUE", "BYTES",
      "bytes queued for one connection before it is closed "
      "(default 16777216)"},
@@ -260,6 +279,20 @@ static int set_count(config_t *cfg, int id, const char *val)
             return -EINVAL;
         cfg->redis_timeout_ms = (int)v;
         return 0;
+    case OPT_RATE_OPS:
+    case OPT_RATE_BURST:
+        if (parse_count(val, 1, 1000000, &v) < 0)
+            return -EINVAL;
+        if (id == OPT_RATE_OPS)
+            cfg->rate_ops = (uint32_t)v;
+        else
+            cfg->rate_burst = (uint32_t)v;
+        return 0;
+    case OPT_MAX_CONNS_PER_IP:
+        if (parse_count(val, 1, 1000000, &v) < 0)
+            return -EINVAL;
+        cfg->max_conns_per_ip = (size_t)v;
+        return 0;
     case OPT_AUTH_SKEW:
         if (parse_count(val, 0, 3600, &v) < 0)
             return -EINVAL;
@@ -295,6 +328,9 @@ static const char *range_hint(int id)
     case OPT_REDIS_TIMEOUT: return "an integer from 100 to 600000";
     case OPT_MAX_ROOMS: return "an integer from 1 to 10000";
     case OPT_AUTH_SKEW: return "an integer from 0 to 3600";
+    case OPT_RATE_OPS:
+    case OPT_RATE_BURST:
+    case OPT_MAX_CONNS_PER_IP: return "an integer from 1 to 1000000";
     case OPT_AUTH_ALG: return "HS256, RS256 or ES256";
     case OPT_NO_AUTH: return "1 or true";
     case OPT_PING_INTERVAL:
@@ -363,6 +399,15 @@ static int set_option(config_t *cfg, int id, const char *val)
     case OPT_AUTH_ISSUER:
         cfg->auth_issuer = val;
         return 0;
+    case OPT_ALLOW_ORIGIN:
+        cfg->allow_origin = val;
+        return 0;
+    case OPT_TLS_CERT:
+        cfg->tls_cert = val;
+        return 0;
+    case OPT_TLS_KEY:
+        cfg->tls_key = val;
+        return 0;
     }
     return set_count(cfg, id, val);
 }
@@ -388,6 +433,9 @@ static void set_defaults(config_t *cfg)
     cfg->ping_interval_s = 30;
     cfg->ping_timeout_s = 30;
     cfg->auth_alg = "HS256";
+    cfg->rate_ops = 1000;
+    cfg->rate_burst = 2000;
+    cfg->max_conns_per_ip = 256;
     cfg->auth_skew_s = 60;
 }
 
@@ -470,6 +518,10 @@ static int check_auth(const config_t *cfg)
                   (getenv("ANNOLIVE_AUTH_SECRET") &&
                    *getenv("ANNOLIVE_AUTH_SECRET"));
 
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        fprintf(stderr, "annolive: TLS needs both --tls-cert and --tls-key\n");
+        return -EINVAL;
+    }
     if (cfg->no_auth && !is_loopback(cfg->listen_host)) {
         fprintf(stderr, "annolive: --no-auth is for local development and "
                 "needs a loopback --listen address, got %s\n",

@@ -34,6 +34,12 @@ typedef struct {
     const char *auth_audience;    /* required aud, or NULL */
     const char *auth_issuer;      /* required iss, or NULL */
     int auth_skew_s;              /* clock skew allowed, seconds */
+    const char *allow_origin;     /* comma-separated origins, or NULL */
+    uint32_t rate_ops;            /* ops per second per connection */
+    uint32_t rate_burst;          /* ops a connection may send at once */
+    size_t max_conns_per_ip;      /* open WebSockets per client address */
+    const char *tls_cert;         /* PEM certificate chain, or NULL */
+    const char *tls_key;          /* PEM private key, or NULL */
 } config_t;
 
 /*

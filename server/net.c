@@ -23,6 +23,7 @@ typedef union {
 
 static struct lws_context *context;
 static struct lws_vhost *vhost;
+static const config_t *cfg;
 
 /* Returns 1 when the offered subprotocols (a comma-separated list) name one
  * of ours or offer nothing. */
@@ -61,6 +62,53 @@ static int check_token(struct lws *wsi)
                                    : "the token was rejected");
 }
 
+/* Returns 1 when origin is one of the comma-separated list. */
+static int origin_listed(const char *origin, const char *list)
+{
+    size_t len = strlen(origin);
+
+    while (*list) {
+        const char *comma = strchr(list, ',');
+        size_t n = comma ? (size_t)(comma - list) : strlen(list);
+
+        if (n == len && strncmp(list, origin, len) == 0)
+            return 1;
+        list += n + (comma ? 1 : 0);
+    }
+    return 0;
+}
+
+/* Rejects a browser upgrade from a site not in --allow-origin, which
+ * stops other sites from opening WebSockets with the user's cookies or
+ * tokens (cross-site WebSocket hijacking). Requests without Origin come
+ * from programs and pass. */
+static int check_origin(struct lws *wsi)
+{
+    char origin[256];
+
+    if (!cfg->allow_origin ||
+        lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+        return 0;
+    if (origin_listed(origin, cfg->allow_origin))
+        return 0;
+    log_info("net", "upgrade rejected: origin %.64s is not allowed", origin);
+    return http_reject_upgrade(wsi, 403, "forbidden",
+                               "this origin may not open WebSockets here");
+}
+
+static int check_peer_cap(struct lws *wsi)
+{
+    char peer[64] = "";
+
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    if (sess_count_from(peer) < cfg->max_conns_per_ip)
+        return 0;
+    log_info("net", "upgrade rejected: %s has %zu connections, the limit",
+             peer, cfg->max_conns_per_ip);
+    return http_reject_upgrade(wsi, 429, "too_many_connections",
+                               "too many connections from this address");
+}
+
 static int confirm_upgrade(struct lws *wsi)
 {
     char uri[256];
@@ -70,6 +118,8 @@ static int confirm_upgrade(struct lws *wsi)
         return http_reject_upgrade(wsi, 503, "unavailable",
                                    "the server is stopping; connect to "
                                    "another instance");
+    if (check_origin(wsi) || check_peer_cap(wsi))
+        return 1;
     if (n <= 0 || strcmp(uri, "/v1/ws") != 0)
         return http_reject_upgrade(wsi, 404, "not_found",
                                    "the WebSocket endpoint is /v1/ws");
@@ -125,15 +175,18 @@ static const struct lws_protocols protocols[] = {
 
 static lws_retry_bo_t retry;
 
-int net_start(uv_loop_t *loop, const config_t *cfg)
+int net_start(uv_loop_t *loop, const config_t *config)
 {
     struct lws_context_creation_info info;
     void *foreign_loops[1] = {loop};
 
+    cfg = config;
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_LIBUV |
                    LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
                    LWS_SERVER_OPTION_VALIDATE_UTF8;
+    if (cfg->tls_cert)
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.foreign_loops = foreign_loops;
     info.port = CONTEXT_PORT_NO_LISTEN;
     context = lws_create_context(&info);
@@ -157,6 +210,14 @@ int net_start(uv_loop_t *loop, const config_t *cfg)
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.port = cfg->listen_port;
     info.iface = cfg->listen_host;
+    if (cfg->tls_cert) {
+        /* lws 4.1 sets up TLS on a vhost only with this option on it too. */
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg->tls_cert;
+        info.ssl_private_key_filepath = cfg->tls_key;
+        /* Browsers would try WebSocket over HTTP/2 otherwise. */
+        info.alpn = "http/1.1";
+    }
     info.protocols = protocols;
     info.retry_and_idle_policy = &retry;
     info.vhost_name = "annolive";
@@ -167,13 +228,17 @@ int net_start(uv_loop_t *loop, const config_t *cfg)
     log_route_lws(cfg->log_level);
     if (!vhost) {
         log_error("net", "cannot listen on %s:%d: the address is in use or "
-                  "not local to this machine",
-                  cfg->listen_host, cfg->listen_port);
+                  "not local to this machine%s",
+                  cfg->listen_host, cfg->listen_port,
+                  cfg->tls_cert ? ", or the TLS certificate or key is "
+                                  "unreadable" : "");
         return -EADDRINUSE;
     }
-    log_info("net", "listening on %s:%d (WebSocket at /v1/ws, subprotocols "
-             SESS_SUBPROTOCOL_JSON " and " SESS_SUBPROTOCOL_MSGPACK ")",
-             cfg->listen_host, cfg->listen_port);
+    log_info("net", "listening on %s:%d with %s (WebSocket at /v1/ws, "
+             "subprotocols " SESS_SUBPROTOCOL_JSON " and "
+             SESS_SUBPROTOCOL_MSGPACK ")",
+             cfg->listen_host, cfg->listen_port,
+             cfg->tls_cert ? "TLS" : "no TLS");
     return 0;
 }
 

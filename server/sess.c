@@ -17,6 +17,7 @@
 
 #include "auth.h"
 #include "log.h"
+#include "map.h"
 #include "room.h"
 
 #define RX_KEEP_MAX 65536     /* receive buffer kept between messages */
@@ -27,6 +28,7 @@
 static const config_t *cfg;
 static sess_t *sessions;
 static size_t nsessions;
+static map_t per_peer; /* client address -> open sessions, as a pointer */
 static uint64_t next_id = 1;
 
 void sess_configure(const config_t *config)
@@ -37,6 +39,39 @@ void sess_configure(const config_t *config)
 size_t sess_count(void)
 {
     return nsessions;
+}
+
+size_t sess_count_from(const char *peer)
+{
+    return (size_t)(uintptr_t)map_get(&per_peer, peer);
+}
+
+static void count_peer(const char *peer, int delta)
+{
+    size_t n = sess_count_from(peer) + (size_t)(ssize_t)delta;
+
+    if (n == 0)
+        map_remove(&per_peer, peer);
+    else if (map_put(&per_peer, peer, (void *)(uintptr_t)n, NULL) < 0)
+        log_warn("sess", "cannot count the connections of %s", peer);
+}
+
+/* Takes nops tokens from the connection's bucket, refilled at
+ * cfg->rate_ops per second up to cfg->rate_burst. Returns 0, or -EAGAIN
+ * when the bucket holds fewer. */
+static int take_rate(sess_t *s, size_t nops)
+{
+    uint64_t now = (uint64_t)lws_now_usecs();
+    double refill = (double)(now - s->rate_at_us) / 1e6 * cfg->rate_ops;
+
+    s->rate_at_us = now;
+    s->rate_tokens += refill;
+    if (s->rate_tokens > cfg->rate_burst)
+        s->rate_tokens = cfg->rate_burst;
+    if ((double)nops > s->rate_tokens)
+        return -EAGAIN;
+    s->rate_tokens -= (double)nops;
+    return 0;
 }
 
 static void drop_queue(sess_t *s)
@@ -282,6 +317,15 @@ static void dispatch(sess_t *s)
         room_leave(s, msg.room);
         break;
     case MSG_OPS:
+        if (take_rate(s, msg.nops) < 0) {
+            log_info("sess", "c%" PRIu64 ": batch %" PRIu64 " of %zu ops "
+                     "over the rate limit", s->id, msg.opseq, msg.nops);
+            sess_send_error(s, MSG_ERR_RATE_LIMITED, msg.room, msg.opseq,
+                            "over the limit of %u ops per second (bursts "
+                            "of %u); nothing was applied, resend later",
+                            cfg->rate_ops, cfg->rate_burst);
+            break;
+        }
         room_submit(s, &msg);
         break;
     case MSG_AUTH:
@@ -433,6 +477,10 @@ static void on_established(sess_t *s, struct lws *wsi)
     sessions = s;
     nsessions++;
     lws_get_peer_simple(wsi, peer, sizeof(peer));
+    snprintf(s->peer, sizeof(s->peer), "%s", peer);
+    count_peer(s->peer, 1);
+    s->rate_tokens = cfg->rate_burst;
+    s->rate_at_us = (uint64_t)lws_now_usecs();
     log_debug("sess", "c%" PRIu64 ": connected from %s (%s)", s->id, peer,
               buf_enc_name(s->enc));
 }
@@ -461,6 +509,7 @@ static void on_closed(sess_t *s)
     free(s->rx);
     free(s->rooms);
     jwt_claims_clear(&s->claims);
+    count_peer(s->peer, -1);
     if (s->prev)
         s->prev->next = s->next;
     else

@@ -51,6 +51,9 @@ typedef struct sess {
     size_t nrooms, cap_rooms;
     struct sess_drain *drains; /* callbacks of sess_on_drain() */
     jwt_claims_t claims;   /* of the connection's token */
+    char peer[48];         /* client address, for the per-address cap */
+    double rate_tokens;    /* ops the connection may send now */
+    uint64_t rate_at_us;   /* when rate_tokens was last refilled */
 } sess_t;
 
 /* Sets the configuration that every session uses. */
@@ -101,5 +104,8 @@ size_t sess_close_all(void);
 
 /* Returns the number of open sessions. */
 size_t sess_count(void);
+
+/* Returns the number of open sessions from the client address peer. */
+size_t sess_count_from(const char *peer);
 
 #endif
