@@ -1,14 +1,19 @@
 #!/bin/bash
-# Installs what annolive needs to build, run and test on Debian: the
-# compiler, the C libraries, redis-server, the labelme examples used by the
+# Installs what annolive needs to build, run and test on Debian: gcc and
+# clang, the C libraries, redis-server, the labelme examples used by the
 # integration tests, Node.js when no `node` is on PATH, and client-js's npm
-# packages. Safe to run again: a machine that has everything does no apt work.
+# packages. The sanitize and fuzz stages of scripts/test.sh build with clang
+# and its sanitizer and libFuzzer runtimes. Safe to run again: a machine that
+# has everything does no apt work.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 PACKAGES=(
     build-essential cmake pkg-config
+    # clang recommends its runtimes (AddressSanitizer, UBSan, libFuzzer)
+    # but does not depend on them, and recommends are not installed.
+    clang libclang-rt-14-dev
     libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libmsgpack-dev
     libhiredis-dev libjansson-dev libssl-dev libcmocka-dev
     redis-server labelme-examples curl

@@ -1,8 +1,12 @@
 #!/bin/bash
 # Runs every test of annolive, stage by stage, and stops at the first stage
 # that fails: setup, build (warnings are errors), C unit tests (ctest),
-# client-js tests (npm test), integration tests (node --test). Each stage has
-# a time limit. Prints a summary with the number of tests that passed.
+# client-js tests (npm test), integration tests (node --test), sanitize and
+# fuzz. The sanitize stage runs the unit and integration tests again with
+# AddressSanitizer and UBSan (scripts/sanitize.sh). The fuzz stage runs the
+# libFuzzer targets for ANNOLIVE_FUZZ_SECONDS seconds each (scripts/fuzz.sh).
+# Each stage has a time limit. Prints a summary with the number of tests that
+# passed.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,6 +32,7 @@ trap on_signal INT TERM
 
 # Adds the test counts that a stage's log reports to the totals. Reads the
 # closing lines of ctest and of node's test runner (TAP and spec reporters).
+# The log of the sanitize stage contains both.
 count_tests() {
     local file="$1" line n total word
     line="$(grep -Eo '[0-9]+ tests failed out of [0-9]+' "$file" | tail -n 1 || true)"
@@ -35,7 +40,6 @@ count_tests() {
         read -r n _ _ _ _ total <<<"$line"
         TESTS_FAILED=$((TESTS_FAILED + n))
         TESTS_PASSED=$((TESTS_PASSED + total - n))
-        return
     fi
     n="$(grep -Eo '^(# |ℹ )pass [0-9]+' "$file" | tail -n 1 | grep -Eo '[0-9]+' || true)"
     TESTS_PASSED=$((TESTS_PASSED + ${n:-0}))
@@ -107,7 +111,7 @@ print_summary() {
 
 # Prints the names of the stages after the one that failed.
 remaining_stages() {
-    local all=(setup build unit client integration) seen=0 s
+    local all=(setup build unit client integration sanitize fuzz) seen=0 s
     for s in "${all[@]}"; do
         [[ $seen -eq 1 ]] && echo "$s"
         [[ "$s" == "$1" ]] && seen=1
@@ -124,7 +128,12 @@ stage() {
 }
 
 main() {
-    local node_flags=() integration_files
+    local node_flags=() integration_files fuzz_seconds fuzz_targets
+    fuzz_seconds="${ANNOLIVE_FUZZ_SECONDS:-60}"
+    if [[ ! "$fuzz_seconds" =~ ^[1-9][0-9]*$ ]]; then
+        log "error: ANNOLIVE_FUZZ_SECONDS must be a positive number of seconds, not '$fuzz_seconds'"
+        exit 2
+    fi
     mkdir -p "$LOG_DIR"
 
     stage setup 1200 bash "$REPO/scripts/setup.sh"
@@ -141,6 +150,14 @@ main() {
     integration_files=("$REPO"/tests/integration/*.test.mjs)
     stage integration 1500 node --test --test-reporter=spec "${node_flags[@]}" \
         "${integration_files[@]}"
+
+    # A clang build with the sanitizers, its unit tests, and the integration
+    # tests against its server.
+    stage sanitize 1800 bash "$REPO/scripts/sanitize.sh"
+    # Each target runs for fuzz_seconds, plus time for the build and for the
+    # input that is running when the time is up.
+    fuzz_targets=("$REPO"/tests/fuzz/fuzz_*.c)
+    stage fuzz $((${#fuzz_targets[@]} * fuzz_seconds + 900)) bash "$REPO/scripts/fuzz.sh"
 
     print_summary
 }

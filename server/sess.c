@@ -355,7 +355,8 @@ static int append_rx(sess_t *s, const void *in, size_t len)
         s->rx = rx;
         s->rx_cap = cap;
     }
-    memcpy(s->rx + s->rx_len, in, len);
+    if (len > 0)
+        memcpy(s->rx + s->rx_len, in, len);
     s->rx_len = need;
     return 0;
 }

@@ -11,6 +11,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -277,16 +278,19 @@ export class AnnoliveInstance {
    * ANNOLIVE_INSTANCE and ANNOLIVE_LOG_LEVEL. wrapper is a command, such as
    * valgrind, and its arguments that run the server binary. readyTimeoutMs
    * bounds the wait for /healthz after a start. stopTimeoutMs bounds the wait
-   * for the exit after a signal.
+   * for the exit after a signal. tls marks an instance whose args carry
+   * --tls-cert and --tls-key, so wsUrl and httpUrl use wss: and https:, and
+   * the /healthz probe accepts any certificate.
    */
   constructor(env, name, {
     redisUrl, args = [], envVars = {}, settingsFromEnv = false, wrapper = [], readyTimeoutMs = READY_TIMEOUT_MS,
-    stopTimeoutMs = STOP_TIMEOUT_MS, auth = 'none',
+    stopTimeoutMs = STOP_TIMEOUT_MS, auth = 'none', tls = false,
   } = {}) {
     this.env = env;
     // 'none' runs without tokens (--no-auth); { secretFile } checks HS256
     // tokens signed with the secret in that file.
     this.auth = auth;
+    this.tls = tls;
     this.settingsFromEnv = settingsFromEnv;
     this.name = name;
     this.redisUrl = redisUrl;
@@ -303,11 +307,11 @@ export class AnnoliveInstance {
   }
 
   get wsUrl() {
-    return `ws://127.0.0.1:${this.port}`;
+    return `${this.tls ? 'wss' : 'ws'}://127.0.0.1:${this.port}`;
   }
 
   get httpUrl() {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`;
   }
 
   /** Starts the process on a new free port and waits until /healthz returns 200. */
@@ -339,7 +343,8 @@ export class AnnoliveInstance {
       if (child.exitInfo) {
         throw new Error(`instance ${this.name} exited with ${JSON.stringify(child.exitInfo)}; log:\n${readTail(this.logPath)}`);
       }
-      const response = await fetchJson(`${this.httpUrl}/healthz`, 1000);
+      const url = `${this.httpUrl}/healthz`;
+      const response = this.tls ? await fetchJsonAnyCert(url, 1000) : await fetchJson(url, 1000);
       return response.status === 200 ? response.body : null;
     }, { timeoutMs: this.readyTimeoutMs });
     return health;
@@ -395,6 +400,32 @@ export async function fetchJson(url, timeoutMs = 10000) {
     body = null;
   }
   return { status: response.status, text, body };
+}
+
+/**
+ * GETs an https: url like fetchJson(), accepting any server certificate, for
+ * instances with a self-signed one. Rejects after timeoutMs.
+ */
+export function fetchJsonAnyCert(url, timeoutMs = 10000) {
+  return new Promise((resolve, reject) => {
+    const request = https.get(url, { rejectUnauthorized: false, agent: false, timeout: timeoutMs }, (response) => {
+      const chunks = [];
+      response.on('data', (chunk) => chunks.push(chunk));
+      response.on('error', reject);
+      response.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let body = null;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = null;
+        }
+        resolve({ status: response.statusCode, text, body, headers: response.headers });
+      });
+    });
+    request.on('timeout', () => request.destroy(new Error(`GET ${url} timed out after ${timeoutMs} ms`)));
+    request.on('error', reject);
+  });
 }
 
 /**
