@@ -143,7 +143,9 @@ function randomCreate(rng, id) {
 function randomUpdate(rng, object) {
   const set = {};
   const unset = [];
-  const meta = {};
+  // The kind is the client's own guess: another client's create of the
+  // same id may have won with another kind, which makes a geometry invalid.
+  const meta = { kind: object.kind };
   const hasGeometry = geometryFor(rng, object.kind) !== undefined;
   if (rng() < 0.5) set.label = pick(rng, LABELS);
   if (hasGeometry && rng() < 0.4) set.geometry = geometryFor(rng, object.kind);

@@ -271,6 +271,10 @@ function fieldValue(object, name) {
  */
 export function predictOp(op, object, policy, meta = {}, actor = undefined) {
   if (meta.invalid) return { certain: false };
+  const geometry = op.set?.geometry ?? op.fields?.geometry;
+  if (geometry !== undefined && meta.kind !== undefined && object && object.kind !== meta.kind) {
+    return { certain: false };
+  }
   switch (op.op) {
     case 'create':
       if (object) return { status: 'conflict', reason: 'exists', certain: true };
