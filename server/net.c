@@ -85,12 +85,18 @@ static int origin_listed(const char *origin, const char *list)
 static int check_origin(struct lws *wsi)
 {
     char origin[256];
+    int len = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
 
-    if (!cfg->allow_origin ||
-        lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+    if (!cfg->allow_origin || len <= 0)
         return 0;
-    if (origin_listed(origin, cfg->allow_origin))
+
+    /* An Origin too long for the buffer cannot be listed: reject it. */
+    if (len < (int)sizeof(origin) &&
+        lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) > 0 &&
+        origin_listed(origin, cfg->allow_origin))
         return 0;
+    if (len >= (int)sizeof(origin))
+        snprintf(origin, sizeof(origin), "(%d bytes)", len);
     log_info("net", "upgrade rejected: origin %.64s is not allowed", origin);
     return http_reject_upgrade(wsi, 403, "forbidden",
                                "this origin may not open WebSockets here");

@@ -235,10 +235,13 @@ void sess_send_error(sess_t *s, msg_err_t code, const char *room,
  * allowance as token checks. */
 static void arm_expiry(sess_t *s)
 {
-    int64_t left = s->claims.exp + cfg->auth_skew_s - auth_now();
+    int64_t left;
 
     if (!auth_enabled())
         return;
+
+    /* jwt_verify() bounds exp to year 9999, so this cannot overflow. */
+    left = s->claims.exp + cfg->auth_skew_s - auth_now();
     if (left < 0)
         left = 0;
     lws_set_timer_usecs(s->wsi, (lws_usec_t)left * LWS_US_PER_SEC);
@@ -287,6 +290,48 @@ static void refresh_token(sess_t *s, const msg_t *msg)
                                 (json_int_t)s->claims.exp));
 }
 
+/* Meters the ops of a batch. After a batch is rate-limited, later
+ * batches of its actor are limited too until it is resent, so it never
+ * falls behind the actor's last opseq (which would make it stale).
+ * Returns 0 when the batch may go on, or -EAGAIN after sending the error. */
+static int check_rate(sess_t *s, const msg_t *msg)
+{
+    int held = s->rate_held_opseq &&
+               strcmp(s->rate_held_actor, msg->actor) == 0;
+
+    if (msg->nops > cfg->rate_burst) {
+        sess_send_error(s, MSG_ERR_TOO_LARGE, msg->room, msg->opseq,
+                        "the batch has %zu ops, over the %u a connection "
+                        "may send at once (--rate-burst); split it",
+                        msg->nops, cfg->rate_burst);
+        return -EAGAIN;
+    }
+    if (held && msg->opseq > s->rate_held_opseq) {
+        sess_send_error(s, MSG_ERR_RATE_LIMITED, msg->room, msg->opseq,
+                        "batch %" PRIu64 " of actor %s waits for the resend "
+                        "of batch %" PRIu64 "; nothing was applied",
+                        msg->opseq, msg->actor, s->rate_held_opseq);
+        return -EAGAIN;
+    }
+    if (take_rate(s, msg->nops) < 0) {
+        log_info("sess", "c%" PRIu64 ": batch %" PRIu64 " of %zu ops over "
+                 "the rate limit", s->id, msg->opseq, msg->nops);
+        if (!held) {
+            s->rate_held_opseq = msg->opseq;
+            snprintf(s->rate_held_actor, sizeof(s->rate_held_actor), "%s",
+                     msg->actor);
+        }
+        sess_send_error(s, MSG_ERR_RATE_LIMITED, msg->room, msg->opseq,
+                        "over the limit of %u ops per second (bursts of "
+                        "%u); nothing was applied, resend it later",
+                        cfg->rate_ops, cfg->rate_burst);
+        return -EAGAIN;
+    }
+    if (held && msg->opseq == s->rate_held_opseq)
+        s->rate_held_opseq = 0;
+    return 0;
+}
+
 static void dispatch(sess_t *s)
 {
     msg_error_t err;
@@ -317,16 +362,8 @@ static void dispatch(sess_t *s)
         room_leave(s, msg.room);
         break;
     case MSG_OPS:
-        if (take_rate(s, msg.nops) < 0) {
-            log_info("sess", "c%" PRIu64 ": batch %" PRIu64 " of %zu ops "
-                     "over the rate limit", s->id, msg.opseq, msg.nops);
-            sess_send_error(s, MSG_ERR_RATE_LIMITED, msg.room, msg.opseq,
-                            "over the limit of %u ops per second (bursts "
-                            "of %u); nothing was applied, resend later",
-                            cfg->rate_ops, cfg->rate_burst);
-            break;
-        }
-        room_submit(s, &msg);
+        if (check_rate(s, &msg) == 0)
+            room_submit(s, &msg);
         break;
     case MSG_AUTH:
         refresh_token(s, &msg);

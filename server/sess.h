@@ -53,6 +53,8 @@ typedef struct sess {
     jwt_claims_t claims;   /* of the connection's token */
     char peer[48];         /* client address, for the per-address cap */
     double rate_tokens;    /* ops the connection may send now */
+    uint64_t rate_held_opseq; /* a rate-limited batch, resent first */
+    char rate_held_actor[PROTO_ID_MAX + 1];
     uint64_t rate_at_us;   /* when rate_tokens was last refilled */
 } sess_t;
 
