@@ -227,8 +227,8 @@ int net_start(uv_loop_t *loop, const config_t *config)
     info.protocols = protocols;
     info.retry_and_idle_policy = &retry;
     info.vhost_name = "annolive";
-    /* A busy port makes lws log two lines of its own; the one below says
-     * it all, so lws stays quiet while the vhost is created. */
+    /* A busy port makes lws log two error lines of its own. The line below
+     * reports the failure, so lws stays quiet while the vhost is created. */
     lws_set_log_level(0, NULL);
     vhost = lws_create_vhost(context, &info);
     log_route_lws(cfg->log_level);

@@ -23,7 +23,7 @@
 #define RX_KEEP_MAX 65536     /* receive buffer kept between messages */
 #define SESS_WRITE_CLOSE 4     /* lws' private LWS_WRITE_CLOSE */
 #define SLOW_CLOSE_GRACE_S 2  /* seconds a slow client gets to take the close */
-#define CLOSE_REPLY_S 2       /* seconds a client gets to answer a close */
+#define CLOSE_REPLY_S 2       /* seconds a client gets to reply to a close */
 
 static const config_t *cfg;
 static sess_t *sessions;
@@ -58,7 +58,7 @@ static void count_peer(const char *peer, int delta)
 
 /* Takes nops tokens from the connection's bucket, refilled at
  * cfg->rate_ops per second up to cfg->rate_burst. Returns 0, or -EAGAIN
- * when the bucket holds fewer. */
+ * when the bucket contains fewer. */
 static int take_rate(sess_t *s, size_t nops)
 {
     uint64_t now = (uint64_t)lws_now_usecs();
@@ -151,8 +151,8 @@ int sess_on_drain(sess_t *s, void (*cb)(sess_t *s, void *arg), void *arg)
     return 0;
 }
 
-/* Runs and forgets the drain callbacks; those they add wait for the next
- * drain. */
+/* Runs and removes the drain callbacks. Callbacks added meanwhile wait for
+ * the next drain. */
 static void drained(sess_t *s)
 {
     sess_drain_t *d = s->drains;
@@ -447,7 +447,7 @@ static void on_receive(sess_t *s, struct lws *wsi, const void *in,
 }
 
 /* Sends the close frame with the session's code and reason, then gives the
- * client CLOSE_REPLY_S to answer before the connection is cut: closing at
+ * client CLOSE_REPLY_S to reply before the connection is cut: closing at
  * once while the client still sends would reset the connection and could
  * discard the frame. lws 4.1.6 sends no close frame when a WRITEABLE
  * callback returns -1 after lws_close_reason(), so the frame is written

@@ -192,8 +192,8 @@ int token_cmd_run(int argc, char **argv)
     list = strdup(a.rooms);
     n = list ? split_rooms(list, rooms) : -ENOMEM;
     if (n < 0) {
-        fprintf(stderr, "annolive token: at most %d room patterns\n",
-                ROOMS_MAX);
+        fprintf(stderr, "annolive token: --rooms has more than the maximum "
+                "of %d patterns\n", ROOMS_MAX);
         free(list);
         return 2;
     }
