@@ -30,6 +30,7 @@ const COMMON_OPTIONS = {
   url: { type: 'string' },
   room: { type: 'string' },
   actor: { type: 'string' },
+  token: { type: 'string' },
   timeout: { type: 'string' },
   encoding: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -39,6 +40,8 @@ const COMMON_HELP = `  --url URL        server WebSocket URL, for example ws://1
                    when the path is empty)
   --room ROOM      room name, [A-Za-z0-9._:-]{1,128}, for example project:42
   --actor ID       actor id of this process (default: a random id)
+  --token TOKEN    access token for a server that checks tokens (default: the
+                   ANNOLIVE_TOKEN environment variable, else none)
   --timeout MS     time limit for each server reply, in milliseconds (default 30000)
   --encoding E     wire encoding: json (default, subprotocol annolive.v1.json) or msgpack
                    (annolive.v1.msgpack). JavaScript cannot tell 3.0 from 3 in msgpack, so
@@ -160,7 +163,8 @@ function requireConnection(values) {
     throw new UsageError(`invalid --encoding ${JSON.stringify(encoding)}: use json or msgpack`);
   }
   try {
-    return new AnnoliveClient(values.url, { actor: values.actor, timeoutMs, encoding, json: losslessJson });
+    const token = values.token ?? (process.env.ANNOLIVE_TOKEN || undefined);
+    return new AnnoliveClient(values.url, { actor: values.actor, token, timeoutMs, encoding, json: losslessJson });
   } catch (error) {
     // The constructor validates the URL and the actor.
     throw new UsageError(error.message);

@@ -43,6 +43,8 @@ const EVENT_TYPES = new Set(['event', 'snapshot', 'error', 'close']);
  *
  * @typedef {object} ClientOptions
  * @property {string} [actor] actor id, 1 to 64 bytes of printable ASCII; a random id by default.
+ * @property {string} [token] access token, sent as the query argument `token`; error messages
+ *   show the URL without it.
  * @property {any} [WebSocket] WebSocket constructor; globalThis.WebSocket, else the `ws` package.
  * @property {number} [opseq] first opseq that send() assigns; 1 by default. An actor that
  *   keeps its id across restarts starts above the last opseq it used.
@@ -129,6 +131,18 @@ export class AnnoliveClient {
    */
   constructor(url, options = {}) {
     this.url = resolveUrl(url);
+    /** The URL opened: this.url plus the token, kept out of messages. */
+    this.socketUrl = this.url;
+    if (options.token !== undefined) {
+      if (typeof options.token !== 'string' || options.token === '') {
+        throw new TypeError('invalid token: expected a non-empty string');
+      }
+      // Browsers cannot set headers on a WebSocket, so the token goes in
+      // the query, which the server reads as token=TOKEN.
+      const withToken = new URL(this.url);
+      withToken.searchParams.set('token', options.token);
+      this.socketUrl = withToken.toString();
+    }
     this.actor = options.actor ?? randomActor();
     if (typeof this.actor !== 'string' || !/^[\x21-\x7e]{1,64}$/.test(this.actor)) {
       throw new TypeError(`invalid actor ${JSON.stringify(this.actor)}: use 1 to 64 printable ASCII characters`);
@@ -168,7 +182,7 @@ export class AnnoliveClient {
     const WebSocketImpl = this.WebSocketImpl ?? (await loadWebSocket());
     let socket;
     try {
-      socket = new WebSocketImpl(this.url, SUBPROTOCOLS[this.encoding]);
+      socket = new WebSocketImpl(this.socketUrl, SUBPROTOCOLS[this.encoding]);
     } catch (err) {
       throw new Error(`cannot connect to ${this.url}: ${err.message}`, { cause: err });
     }

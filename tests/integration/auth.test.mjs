@@ -16,7 +16,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  ANNOLIVE_BIN, REPO, TestEnv, describeRun, fetchJson, freePort, runProcess, sleep, waitUntil, withTimeout,
+  ANNOLIVE_BIN, CLI, REPO, TestEnv, describeRun, fetchJson, freePort, runProcess, sleep, waitUntil, withTimeout,
 } from './harness.mjs';
 
 // The `ws` package that client-js depends on. It can send an Authorization
@@ -778,4 +778,27 @@ describe('endpoints without token', () => {
       }
     }));
   }
+});
+
+describe('command-line tool with a token', () => {
+  test('import and export with --token', { timeout: 30000 }, env.wrap(async () => {
+    const room = 'cli:tokens';
+    const token = await mintWithCli({ sub: 'cli-bot', role: 'annotator', rooms: 'cli:*' });
+    const file = path.join(env.dir, 'cli-labelme.json');
+    fs.writeFileSync(file, JSON.stringify({
+      version: '5.0.1', flags: {}, imagePath: 'x.jpg', imageData: null, imageHeight: 10, imageWidth: 10,
+      shapes: [{ label: 'box', points: [[1, 1], [4, 5]], group_id: null, shape_type: 'rectangle', flags: {} }],
+    }));
+    const withoutToken = await runProcess('node', [CLI, 'import', '--url', main.wsUrl, '--room', room, file],
+      { timeoutMs: 20000, env: { ANNOLIVE_TOKEN: '' } });
+    assert.notEqual(withoutToken.code, 0, `import without a token must fail: ${withoutToken.stderr}`);
+    const imported = await runProcess('node', [CLI, 'import', '--url', main.wsUrl, '--room', room, '--token', token, file],
+      { timeoutMs: 20000 });
+    assert.equal(imported.code, 0, `import with --token: ${imported.stderr}`);
+    assert.ok(!imported.stderr.includes(token), 'the token is not printed');
+    const exported = await runProcess('node', [CLI, 'export', '--url', main.wsUrl, '--room', room, '--format', 'coco'],
+      { timeoutMs: 20000, env: { ANNOLIVE_TOKEN: token } });
+    assert.equal(exported.code, 0, `export with ANNOLIVE_TOKEN: ${exported.stderr}`);
+    assert.equal(JSON.parse(exported.stdout).images.length, 1, exported.stdout.slice(0, 300));
+  }));
 });
