@@ -458,6 +458,7 @@ static void on_range(int status, const store_entry_t *entries, size_t n,
     if (status < 0) {
         log_warn("room", "room %s: cannot read the stream; retrying when "
                  "Redis is back", r->name);
+        store_resync(store);
         return;
     }
     if (room_seq < r->seq) {
@@ -519,6 +520,7 @@ static void on_load(int status, const store_room_t *sr, void *arg)
     if (status < 0) {
         log_warn("room", "room %s: cannot load; retrying when Redis is back",
                  r->name);
+        store_resync(store);
         return;
     }
     map_each(&r->objs, free_obj_entry, NULL);
@@ -721,6 +723,12 @@ static void on_replay(int status, const store_entry_t *entries, size_t n,
             replay_reset(r, m, "an event is unreadable");
             return;
         }
+
+        /* The rest of the page is read again after the drain. */
+        if (sess_backlogged(m->sess) && m->seq < r->seq) {
+            wait_for_drain(r, m);
+            return;
+        }
     }
 
     /* Read on until the member has caught up with the cache, a page at a
@@ -908,16 +916,22 @@ static void forget_session(batch_t *b, const sess_t *s)
             b->sess = NULL;
 }
 
+static void forget_in_room(const char *key, void *value, void *arg)
+{
+    room_t *r = value;
+
+    forget_session(r->waiting, arg);
+    if (r->in_flight && r->in_flight->sess == arg)
+        r->in_flight->sess = NULL;
+}
+
 void room_drop_session(sess_t *s)
 {
-    while (s->nrooms > 0) {
-        room_t *r = s->rooms[0];
-
-        forget_session(r->waiting, s);
-        if (r->in_flight && r->in_flight->sess == s)
-            r->in_flight->sess = NULL;
-        remove_member(r, s);
-    }
+    /* Batches outlive a leave, so every room is searched, not only the
+     * rooms the session is still in. */
+    map_each(&rooms, forget_in_room, s);
+    while (s->nrooms > 0)
+        remove_member(s->rooms[0], s);
 }
 
 /* Batches */
@@ -927,12 +941,48 @@ static const obj_t *lookup_cache(const char *id, void *arg)
     return map_get(&((room_t *)arg)->objs, id);
 }
 
+/* Fails the waiting batches that b's connection sent after b for the same
+ * actor: applying them first would put b behind the actor's last opseq,
+ * where a resend of b is stale. */
+static void fail_followers(batch_t *b, msg_err_t code)
+{
+    batch_t **p = &b->room->waiting;
+    room_t *r = b->room;
+
+    while (*p) {
+        batch_t *f = *p;
+
+        if (f->sess != b->sess || strcmp(f->msg.actor, b->msg.actor) != 0 ||
+            f->msg.opseq <= b->msg.opseq) {
+            p = &f->next;
+            continue;
+        }
+        *p = f->next;
+        if (r->waiting_tail == f)
+            r->waiting_tail = NULL;
+        sess_send_error(f->sess, code, r->name, f->msg.opseq,
+                        "batch %" PRIu64 " of actor %s was not applied: "
+                        "batch %" PRIu64 " before it failed; resend both in "
+                        "order", f->msg.opseq, f->msg.actor, b->msg.opseq);
+        msg_clear(&f->msg);
+        free(f);
+    }
+
+    /* Restore the tail after removals. */
+    r->waiting_tail = NULL;
+    for (batch_t *w = r->waiting; w; w = w->next)
+        r->waiting_tail = w;
+}
+
 static void fail_batch(batch_t *b, msg_err_t code, const char *why)
 {
-    if (b->sess)
+    if (b->sess) {
         sess_send_error(b->sess, code, b->room->name, b->msg.opseq,
                         "batch %" PRIu64 " of actor %s was not applied: %s",
                         b->msg.opseq, b->msg.actor, why);
+        fail_followers(b, code);
+        sess_hold(b->sess, b->msg.actor, b->msg.opseq, code);
+    }
     msg_clear(&b->msg);
     free(b);
 }

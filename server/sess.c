@@ -290,14 +290,23 @@ static void refresh_token(sess_t *s, const msg_t *msg)
                                 (json_int_t)s->claims.exp));
 }
 
-/* Meters the ops of a batch. After a batch is rate-limited, later
- * batches of its actor are limited too until it is resent, so it never
- * falls behind the actor's last opseq (which would make it stale).
- * Returns 0 when the batch may go on, or -EAGAIN after sending the error. */
+void sess_hold(sess_t *s, const char *actor, uint64_t opseq, msg_err_t code)
+{
+    if (s->held_opseq)
+        return;
+    s->held_opseq = opseq;
+    s->held_code = code;
+    snprintf(s->held_actor, sizeof(s->held_actor), "%s", actor);
+}
+
+/* Meters the ops of a batch, and holds back later batches of an actor
+ * whose batch failed (rate-limited here, or unavailable in the room) until
+ * that batch is resent. Returns 0 when the batch may go on, or -EAGAIN
+ * after sending the error. */
 static int check_rate(sess_t *s, const msg_t *msg)
 {
-    int held = s->rate_held_opseq &&
-               strcmp(s->rate_held_actor, msg->actor) == 0;
+    int held = s->held_opseq &&
+               strcmp(s->held_actor, msg->actor) == 0;
 
     if (msg->nops > cfg->rate_burst) {
         sess_send_error(s, MSG_ERR_TOO_LARGE, msg->room, msg->opseq,
@@ -306,29 +315,25 @@ static int check_rate(sess_t *s, const msg_t *msg)
                         msg->nops, cfg->rate_burst);
         return -EAGAIN;
     }
-    if (held && msg->opseq > s->rate_held_opseq) {
-        sess_send_error(s, MSG_ERR_RATE_LIMITED, msg->room, msg->opseq,
+    if (held && msg->opseq > s->held_opseq) {
+        sess_send_error(s, s->held_code, msg->room, msg->opseq,
                         "batch %" PRIu64 " of actor %s waits for the resend "
                         "of batch %" PRIu64 "; nothing was applied",
-                        msg->opseq, msg->actor, s->rate_held_opseq);
+                        msg->opseq, msg->actor, s->held_opseq);
         return -EAGAIN;
     }
     if (take_rate(s, msg->nops) < 0) {
         log_info("sess", "c%" PRIu64 ": batch %" PRIu64 " of %zu ops over "
                  "the rate limit", s->id, msg->opseq, msg->nops);
-        if (!held) {
-            s->rate_held_opseq = msg->opseq;
-            snprintf(s->rate_held_actor, sizeof(s->rate_held_actor), "%s",
-                     msg->actor);
-        }
+        sess_hold(s, msg->actor, msg->opseq, MSG_ERR_RATE_LIMITED);
         sess_send_error(s, MSG_ERR_RATE_LIMITED, msg->room, msg->opseq,
                         "over the limit of %u ops per second (bursts of "
                         "%u); nothing was applied, resend it later",
                         cfg->rate_ops, cfg->rate_burst);
         return -EAGAIN;
     }
-    if (held && msg->opseq == s->rate_held_opseq)
-        s->rate_held_opseq = 0;
+    if (held && msg->opseq == s->held_opseq)
+        s->held_opseq = 0;
     return 0;
 }
 

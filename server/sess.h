@@ -53,8 +53,9 @@ typedef struct sess {
     jwt_claims_t claims;   /* of the connection's token */
     char peer[48];         /* client address, for the per-address cap */
     double rate_tokens;    /* ops the connection may send now */
-    uint64_t rate_held_opseq; /* a rate-limited batch, resent first */
-    char rate_held_actor[PROTO_ID_MAX + 1];
+    uint64_t held_opseq;   /* a failed batch that must be resent first */
+    char held_actor[PROTO_ID_MAX + 1];
+    msg_err_t held_code;   /* why it failed */
     uint64_t rate_at_us;   /* when rate_tokens was last refilled */
 } sess_t;
 
@@ -78,6 +79,12 @@ void sess_send_paced(sess_t *s, buf_t *b);
 
 /* Queues the message of w like sess_send_paced(). */
 void sess_send_wire_paced(sess_t *s, wire_t *w);
+
+/* Records that batch opseq of actor failed with code, unless a batch is
+ * held already: later batches of the actor on this connection then fail
+ * the same way until it is resent, so it cannot fall behind the actor's
+ * last opseq and become stale. */
+void sess_hold(sess_t *s, const char *actor, uint64_t opseq, msg_err_t code);
 
 /* Returns 1 when the queue is over half its limit: a paced producer should
  * wait for sess_on_drain() before it sends more. */

@@ -40,6 +40,8 @@ struct store {
     int stopping;
 
     uv_timer_t timer; /* connect timeout, then reconnect backoff */
+    uv_timer_t resync_timer; /* defers store_resync() out of callbacks */
+    int handles_open;        /* uv handles left to close before freeing */
     int backing_off;  /* the timer waits to reconnect */
     int backoff_ms;
     map_t subs; /* room -> sub_state_t, cast to a pointer */
@@ -352,7 +354,9 @@ int store_start(store_t **out, uv_loop_t *loop, const config_t *cfg,
     st->backoff_ms = BACKOFF_MIN_MS;
     map_init(&st->subs);
     uv_timer_init(loop, &st->timer);
-    st->timer.data = st;
+    uv_timer_init(loop, &st->resync_timer);
+    st->timer.data = st->resync_timer.data = st;
+    st->handles_open = 2;
     *out = st;
 
     if (connect_both(st) < 0) {
@@ -366,20 +370,53 @@ static void free_store(uv_handle_t *h)
 {
     store_t *st = h->data;
 
+    if (--st->handles_open > 0)
+        return;
     map_free(&st->subs);
     free(st);
 }
 
 void store_stop(store_t *st)
 {
+    redisAsyncContext *cmd = st->cmd, *sub = st->sub;
+
+    /* redisAsyncFree runs the pending callbacks (with no reply) now, while
+     * the store is alive, instead of when a slow Redis answers. Callbacks
+     * that send more get -ENOTCONN, as up is cleared first. */
     st->stopping = 1;
     st->done = NULL;
-    if (st->cmd)
-        redisAsyncDisconnect(st->cmd);
-    if (st->sub)
-        redisAsyncDisconnect(st->sub);
+    st->up = 0;
+    st->cmd = st->sub = NULL;
+    st->cmd_ready = st->sub_ready = 0;
+    if (cmd)
+        redisAsyncFree(cmd);
+    if (sub)
+        redisAsyncFree(sub);
     uv_timer_stop(&st->timer);
+    uv_timer_stop(&st->resync_timer);
     uv_close((uv_handle_t *)&st->timer, free_store);
+    uv_close((uv_handle_t *)&st->resync_timer, free_store);
+}
+
+static void on_resync(uv_timer_t *t)
+{
+    store_t *st = t->data;
+
+    /* A lost connection has its own path back; only a live one is
+     * dropped here. */
+    if (st->stopping || !st->up)
+        return;
+    log_warn("store", "dropping the Redis connections to resynchronise "
+             "after an error reply");
+    drop_connections(st);
+}
+
+void store_resync(store_t *st)
+{
+    /* Called from hiredis callbacks, which must not disconnect their own
+     * context, so the work runs on the next loop iteration. */
+    if (!st->stopping)
+        uv_timer_start(&st->resync_timer, on_resync, 0, 0);
 }
 
 int store_is_up(const store_t *st)

@@ -103,6 +103,10 @@ int store_start(store_t **out, uv_loop_t *loop, const config_t *cfg,
  * callbacks receive a failure status. */
 void store_stop(store_t *st);
 
+/* Closes both connections after an error that left a room behind; the
+ * reconnect resubscribes and resynchronises every room. */
+void store_resync(store_t *st);
+
 /* Returns 1 while both connections are up. */
 int store_is_up(const store_t *st);
 

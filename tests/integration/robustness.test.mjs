@@ -726,6 +726,23 @@ describe('robustness', () => {
       await assertAlive(a, 'join/leave churn');
     }));
 
+  // A batch still on its way to Redis when its connection left the room and
+  // closed must not touch the freed connection when Redis answers.
+  test('leave and close with a batch pending', { timeout: 60000 }, env.wrap(async () => {
+    const room = roomName('leave-pending');
+    const by = await bystander(room);
+    for (let i = 0; i < 40; i++) {
+      const raw = await RawSocket.open(a);
+      await raw.join(room);
+      raw.send({ type: 'ops', room, actor: `leaver-${i}`, opseq: 1, ops: [{ op: 'create', id: `lp${i}`, kind: 'tag', fields: { i } }] });
+      raw.send({ type: 'leave', room });
+      raw.destroy();
+    }
+    await sleep(500);
+    await by.check('batches of connections that left and closed');
+    await assertAlive(a, 'leave and close with a batch pending');
+  }));
+
   test('ops for rooms not joined', { timeout: 30000 }, env.wrap(async () => {
     const room = roomName('not-joined');
     const by = await bystander(room);
