@@ -668,13 +668,14 @@ static int replay_entry(room_t *r, member_t *m, const store_entry_t *e)
     return 0;
 }
 
-/* Sends the reply to a join with since, before the first replayed event. */
-static void send_resumed(room_t *r, member_t *m)
+/* Sends the reply to a join with since, before the first replayed event;
+ * seq is the room's seq the replay runs up to. */
+static void send_resumed(room_t *r, member_t *m, uint64_t seq)
 {
     sess_send_json(m->sess, json_pack("{s:s, s:s, s:I, s:I}", "type",
                                       "resumed", "room", r->name, "since",
                                       (json_int_t)m->seq, "seq",
-                                      (json_int_t)r->seq));
+                                      (json_int_t)seq));
     m->resumed_sent = 1;
 }
 
@@ -712,12 +713,16 @@ static void on_replay(int status, const store_entry_t *entries, size_t n,
         remove_member(r, m->sess);
         return;
     }
+    if (m->seq > room_seq) {
+        replay_reset(r, m, "it is ahead of the room");
+        return;
+    }
     if (n > 0 && entries[0].seq != m->seq + 1) {
         replay_reset(r, m, "the stream no longer reaches back that far");
         return;
     }
     if (!m->resumed_sent)
-        send_resumed(r, m);
+        send_resumed(r, m, room_seq > r->seq ? room_seq : r->seq);
     for (size_t i = 0; i < n; i++) {
         if (replay_entry(r, m, &entries[i]) < 0) {
             replay_reset(r, m, "an event is unreadable");
@@ -788,13 +793,12 @@ static void start_replay(room_t *r, member_t *m)
 {
     replay_t *rp;
 
-    if (m->seq > r->seq) {
-        replay_reset(r, m, "it is ahead of the room");
-        return;
-    }
+    /* A since ahead of this instance's cache may still be behind Redis
+     * (this instance lags the channel), so Redis' seq decides, in
+     * on_replay(). */
     if (m->seq == r->seq) {
         if (!m->resumed_sent)
-            send_resumed(r, m);
+            send_resumed(r, m, r->seq);
         m->ready = 1;
         m->resume = 0;
         return;

@@ -17,6 +17,8 @@
 #ifndef AL_STORE_LUA_H
 #define AL_STORE_LUA_H
 
+/* NOTE: the actors hash, the acks and each actor's ack queue are never
+ * removed, so every actor name a room has seen stays in Redis. */
 #define STORE_ACKS_KEPT 256 /* acks kept per actor and room */
 #define STR(x) #x
 #define XSTR(x) STR(x)
