@@ -16,7 +16,6 @@
 
 #include "log.h"
 
-#define SECRET_FILE_MAX 4096 /* bytes read from a secret file */
 
 static jwt_verifier_t *verifier;
 static int no_auth;
@@ -26,24 +25,26 @@ int64_t auth_now(void)
     return (int64_t)time(NULL);
 }
 
-/* Reads a secret file, dropping one trailing newline. Returns the length
- * or a negative code. */
+/* Reads a secret file, dropping trailing newlines. Returns the length or
+ * a negative code. */
 static int read_secret(const char *path, unsigned char *buf, size_t cap,
                        char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     size_t n;
+    int code;
 
     if (!f) {
-        snprintf(err, errlen, "cannot read --auth-secret-file %s: %s", path,
-                 strerror(errno));
-        return -errno;
+        code = errno;
+        snprintf(err, errlen, "cannot read secret file %s: %s", path,
+                 strerror(code));
+        return -code;
     }
     n = fread(buf, 1, cap, f);
     fclose(f);
     if (n == cap) {
-        snprintf(err, errlen, "--auth-secret-file %s is over %zu bytes",
-                 path, cap - 1);
+        snprintf(err, errlen, "secret file %s is over %zu bytes", path,
+                 cap - 1);
         return -EINVAL;
     }
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
@@ -51,33 +52,35 @@ static int read_secret(const char *path, unsigned char *buf, size_t cap,
     return (int)n;
 }
 
-static int load_secret(const config_t *cfg, unsigned char *buf, size_t cap,
-                       size_t *len, char *err, size_t errlen)
+int auth_load_secret(const char *path, unsigned char *buf, size_t cap,
+                     size_t *len, char *err, size_t errlen)
 {
     const char *env = getenv("ANNOLIVE_AUTH_SECRET");
     int n;
 
-    if (cfg->auth_secret_file) {
-        n = read_secret(cfg->auth_secret_file, buf, cap, err, errlen);
+    *len = 0;
+    if (path) {
+        n = read_secret(path, buf, cap, err, errlen);
         if (n < 0)
             return n;
         *len = (size_t)n;
         return 0;
     }
     if (env && *env) {
-        *len = strlen(env);
-        if (*len >= cap)
+        if (strlen(env) >= cap) {
+            snprintf(err, errlen, "ANNOLIVE_AUTH_SECRET is over %zu bytes",
+                     cap - 1);
             return -EINVAL;
+        }
+        *len = strlen(env);
         memcpy(buf, env, *len);
-        return 0;
     }
-    *len = 0;
     return 0;
 }
 
 int auth_init(const config_t *cfg, char *err, size_t errlen)
 {
-    unsigned char secret[SECRET_FILE_MAX];
+    unsigned char secret[AUTH_SECRET_MAX];
     jwt_config_t jc;
     size_t len = 0;
     int rc;
@@ -88,7 +91,8 @@ int auth_init(const config_t *cfg, char *err, size_t errlen)
                  "room; use it for local development only");
         return 0;
     }
-    rc = load_secret(cfg, secret, sizeof(secret), &len, err, errlen);
+    rc = auth_load_secret(cfg->auth_secret_file, secret, sizeof(secret),
+                          &len, err, errlen);
     if (rc < 0)
         return rc;
     jwt_config_init(&jc);

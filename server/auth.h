@@ -15,6 +15,15 @@
 #include "config.h"
 #include "jwt.h"
 
+#define AUTH_SECRET_MAX 4096 /* bytes of an HS256 secret, at most */
+
+/* Reads an HS256 secret from the file path, or from ANNOLIVE_AUTH_SECRET
+ * when path is NULL, into buf (cap bytes), dropping trailing newlines.
+ * Returns 0 with *len set (0 when neither gives a secret), or a negative
+ * code with a message in err. */
+int auth_load_secret(const char *path, unsigned char *buf, size_t cap,
+                     size_t *len, char *err, size_t errlen);
+
 /* Loads the secret or key named by cfg and builds the verifier. Returns 0,
  * or a negative code with a message in err naming the setting to fix. */
 int auth_init(const config_t *cfg, char *err, size_t errlen);

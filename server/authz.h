@@ -1,6 +1,6 @@
 /*
- * What each role may do in a room, in one place: the apply path asks here
- * about every op before it is merged.
+ * What each role may do in a room, in one place. The apply path calls
+ * authz_check_op() for every op before it is merged.
  */
 #ifndef AL_AUTHZ_H
 #define AL_AUTHZ_H

@@ -187,7 +187,7 @@ static void on_snapshot(int status, const store_room_t *sr, void *arg)
 }
 
 /* Checks that the request's token grants a role in room. Returns 0 when
- * it does, 1 after queueing a 401 or 403 answer, or -1. */
+ * it does, 1 after queueing a 401 or 403 response, or -1. */
 static int authorize(struct lws *wsi, http_t *h, const char *room,
                      size_t len)
 {

@@ -23,7 +23,7 @@ typedef struct {
 
 void http_configure(const config_t *cfg, store_t *store);
 
-/* Marks the instance as stopping: /readyz answers 503 and new WebSocket
+/* Marks the instance as stopping: /readyz returns 503 and new WebSocket
  * upgrades are rejected with 503. */
 void http_set_stopping(void);
 

@@ -21,8 +21,8 @@
 #include "store.h"
 #include "token_cmd.h"
 
-#define STOP_WRITES_MS 2000 /* longest wait for writes in flight at stop */
-#define STOP_GRACE_MS 5000  /* longest stop, writes and connections */
+#define STOP_WRITES_MS 2000 /* maximum wait for writes in flight at stop */
+#define STOP_GRACE_MS 5000  /* maximum duration of a stop, in all */
 #define STOP_POLL_MS 20
 
 typedef struct {

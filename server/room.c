@@ -61,7 +61,7 @@ typedef struct batch {
 struct room {
     char name[PROTO_ROOM_MAX + 1];
     room_state_t state;
-    int loaded;          /* the cache holds the room as of seq */
+    int loaded;          /* the cache contains the room as of seq */
     uint64_t seq;
     uint64_t seen_seq;   /* highest seq seen on the channel */
     map_t objs;          /* id -> obj_t*, tombstones included */
@@ -69,8 +69,8 @@ struct room {
     size_t nmembers, cap_members;
     batch_t *waiting;    /* FIFO of batches not yet computed */
     batch_t *waiting_tail;
-    batch_t *in_flight;  /* the batch whose al_apply has not answered */
-    unsigned requests;   /* loads and stream reads not yet answered */
+    batch_t *in_flight;  /* the batch whose al_apply has not returned */
+    unsigned requests;   /* loads and stream reads not yet returned */
     struct room *next_idle; /* list built by sweep() */
     uint64_t idle_since; /* loop time when the last member left */
 };
@@ -1046,7 +1046,7 @@ static void send_ack(batch_t *b, json_t *ack, uint64_t seq)
     sess_send_json(b->sess, json_incref(ack));
 }
 
-/* Answers a batch seen before with the ack of its first arrival. */
+/* Replies to a batch seen before with the ack of its first arrival. */
 static void send_stored_ack(batch_t *b, uint64_t seq, const char *results,
                             size_t len)
 {

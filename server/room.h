@@ -46,7 +46,7 @@ void room_leave(sess_t *s, const char *name);
 /* Applies a batch from s. Takes over msg's contents (msg is cleared). */
 void room_submit(sess_t *s, msg_t *msg);
 
-/* Removes s from every room and forgets its batches in flight. */
+/* Removes s from every room and detaches it from its batches in flight. */
 void room_drop_session(sess_t *s);
 
 /* Returns the name of r. */
@@ -55,7 +55,7 @@ const char *room_name(const room_t *r);
 /* Returns the number of rooms with a cache on this instance. */
 size_t room_count(void);
 
-/* Returns the number of batches sent to Redis and not yet answered. */
+/* Returns the number of batches sent to Redis that have not returned yet. */
 size_t room_batches_in_flight(void);
 
 #endif

@@ -81,8 +81,8 @@ void sess_send_paced(sess_t *s, buf_t *b);
 void sess_send_wire_paced(sess_t *s, wire_t *w);
 
 /* Records that batch opseq of actor failed with code, unless a batch is
- * held already: later batches of the actor on this connection then fail
- * the same way until it is resent, so it cannot fall behind the actor's
+ * held already. Later batches of the actor on this connection then fail
+ * the same way until it is resent. So it cannot fall behind the actor's
  * last opseq and become stale. */
 void sess_hold(sess_t *s, const char *actor, uint64_t opseq, msg_err_t code);
 

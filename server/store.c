@@ -3,8 +3,8 @@
  *
  * Two connections: cmd runs functions and reads, sub only SUBSCRIBEs.
  * hiredis 0.14 has no reconnect, so a timer reconnects both with capped
- * backoff, and the owner re-subscribes and catches rooms up when told the
- * store is up again.
+ * backoff. When the store reports that it is up again, the owner
+ * re-subscribes and catches its rooms up.
  */
 #include "store.h"
 
@@ -34,7 +34,7 @@ struct store {
 
     redisAsyncContext *cmd;
     redisAsyncContext *sub;
-    int cmd_ready; /* connected, SELECT and FUNCTION LOAD answered */
+    int cmd_ready; /* connected, SELECT and FUNCTION LOAD replied */
     int sub_ready;
     int up;        /* last state reported through events.connection */
     int stopping;
@@ -50,7 +50,7 @@ struct store {
 typedef enum { REQ_APPLY, REQ_LOAD, REQ_RANGE } req_kind_t;
 
 /* The state of a channel on the subscriber connection. hiredis 0.14 keeps
- * one callback per channel and drops it when an UNSUBSCRIBE is answered,
+ * one callback per channel and drops it when an UNSUBSCRIBE is confirmed,
  * so a SUBSCRIBE must not be sent while an UNSUBSCRIBE is in flight. */
 typedef enum {
     SUB_NONE,
@@ -150,7 +150,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
     if (!reply)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
-        /* A restarted Redis answers LOADING while it reads its data. */
+        /* A restarted Redis replies LOADING while it reads its data. */
         if (strncmp(reply->str, "LOADING", 7) == 0)
             log_warn("store", "Redis is loading its data; retrying");
         else

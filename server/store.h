@@ -4,7 +4,7 @@
  * functions that apply edits atomically.
  *
  * Every callback runs on the loop thread. A callback with status < 0 means
- * Redis was unreachable or answered with an error; nothing was written then
+ * Redis was unreachable or replied with an error; nothing was written then
  * unless the status says otherwise.
  */
 #ifndef AL_STORE_H
@@ -116,7 +116,7 @@ int store_is_up(const store_t *st);
 int store_subscribe(store_t *st, const char *room);
 
 /* Unsubscribes from room's channel once its SUBSCRIBE was confirmed; a
- * store_subscribe() before the UNSUBSCRIBE is answered subscribes again
+ * store_subscribe() before the UNSUBSCRIBE is confirmed subscribes again
  * after it. */
 void store_unsubscribe(store_t *st, const char *room);
 
@@ -134,7 +134,7 @@ int store_load(store_t *st, const char *room, store_load_cb cb, void *arg);
 
 /* Reads up to count stream events with seq > after. first_seq is the seq
  * of the oldest event still in the stream (0 when it is empty), so a caller
- * can tell when the stream no longer reaches back to after + 1; room_seq is
+ * can tell when the stream no longer reaches back to after + 1. room_seq is
  * the room's seq in Redis, which is lower than after only when Redis lost
  * data. */
 int store_range(store_t *st, const char *room, uint64_t after, size_t count,

@@ -14,9 +14,9 @@
 
 #include <openssl/crypto.h>
 
+#include "auth.h"
 #include "jwt.h"
 
-#define SECRET_MAX 4096
 #define ROOMS_MAX 256
 
 typedef struct {
@@ -63,28 +63,6 @@ static int parse_ttl(const char *s, int64_t *out)
     if (n > 3650LL * 86400 / unit)
         return -EINVAL;
     *out = n * unit;
-    return 0;
-}
-
-static int read_secret(const char *path, unsigned char *buf, size_t *len)
-{
-    const char *env = getenv("ANNOLIVE_AUTH_SECRET");
-    FILE *f;
-
-    if (!path) {
-        if (!env || !*env || strlen(env) >= SECRET_MAX)
-            return -EINVAL;
-        *len = strlen(env);
-        memcpy(buf, env, *len);
-        return 0;
-    }
-    f = fopen(path, "rb");
-    if (!f)
-        return -errno;
-    *len = fread(buf, 1, SECRET_MAX, f);
-    fclose(f);
-    while (*len > 0 && (buf[*len - 1] == '\n' || buf[*len - 1] == '\r'))
-        (*len)--;
     return 0;
 }
 
@@ -150,15 +128,18 @@ static int split_rooms(char *list, const char **rooms)
 
 static int mint(const token_args_t *a, jwt_mint_t *in, char **token)
 {
-    unsigned char secret[SECRET_MAX];
+    unsigned char secret[AUTH_SECRET_MAX];
     char err[256];
     size_t len = 0;
-    int rc = read_secret(a->secret_file, secret, &len);
+    int rc = auth_load_secret(a->secret_file, secret, sizeof(secret), &len,
+                              err, sizeof(err));
 
-    if (rc < 0) {
-        fprintf(stderr, "annolive token: cannot read the secret: give "
-                "--secret-file FILE or ANNOLIVE_AUTH_SECRET\n");
-        return rc;
+    if (rc < 0 || len == 0) {
+        fprintf(stderr, "annolive token: %s\n",
+                rc < 0 ? err
+                       : "no secret: give --secret-file FILE or set "
+                         "ANNOLIVE_AUTH_SECRET");
+        return rc < 0 ? rc : -EINVAL;
     }
     rc = jwt_mint_hs256(secret, len, in, token, err, sizeof(err));
     OPENSSL_cleanse(secret, sizeof(secret));
