@@ -67,12 +67,12 @@ typedef struct {
     void *arg;
 } merge_permit_t;
 
-/* Like merge_batch(), and first asks permit about each op: a refused op is
+/* Like merge_batch(), and first calls permit for each op: a refused op is
  * rejected with reason "forbidden" and its message, and is not applied. */
 int merge_batch_permit(const msg_t *batch, merge_lookup_fn lookup, void *arg,
                        const merge_permit_t *permit, merge_out_t *out);
 
-/* Frees what out holds and leaves it empty. A zeroed out is empty. */
+/* Frees what out contains and leaves it empty. A zeroed out is empty. */
 void merge_out_clear(merge_out_t *out);
 
 #endif

@@ -25,7 +25,7 @@ typedef struct {
     char actor[PROTO_ID_MAX + 1]; /* ops only */
     uint64_t opseq;               /* ops only */
     int has_opseq;
-    uint64_t since;               /* join only: the seq the client holds */
+    uint64_t since;               /* join only: the last seq the client has */
     int has_since;
     char *token;                  /* auth only: owned, NUL-terminated */
     int atomic; /* ops only: 1 when every op applies in full or none does */

@@ -1,7 +1,7 @@
 /*
  * msgpack encoding of JSON values, stored objects and event bodies.
  *
- * Redis holds objects and events as msgpack. pack_json() and unpack_json()
+ * Redis stores objects and events as msgpack. pack_json() and unpack_json()
  * convert between jansson values and msgpack bytes, keeping integers and
  * floats apart; unpacking is bounded in depth, counts and size so that
  * hostile bytes cannot make it allocate more than the input justifies.

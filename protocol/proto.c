@@ -23,7 +23,7 @@ void proto_limits_default(proto_limits_t *limits)
     limits->max_ops = 1000;
     limits->max_fields = 256;
     /* Server messages nest one level deeper than the client message they
-     * answer (an ack's conflicts, an event's overwritten values), and
+     * reply to (an ack's conflicts, an event's overwritten values), and
      * msgpack-c reads at most PACK_DEPTH_MAX (32) levels. */
     limits->max_depth = 31;
 }

@@ -1,5 +1,5 @@
 // Unit tests of the client's request matching against an in-process fake server. The fake
-// only sends scripted replies, so these tests say nothing about the real server's behavior.
+// only sends scripted replies, so these tests show nothing about the real server's behavior.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 

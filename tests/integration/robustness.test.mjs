@@ -727,7 +727,7 @@ describe('robustness', () => {
     }));
 
   // A batch still on its way to Redis when its connection left the room and
-  // closed must not touch the freed connection when Redis answers.
+  // closed must not touch the freed connection when Redis replies.
   test('leave and close with a batch pending', { timeout: 60000 }, env.wrap(async () => {
     const room = roomName('leave-pending');
     const by = await bystander(room);
