@@ -79,20 +79,20 @@ static void working_put(merge_out_t *out, obj_t *obj)
 
 /* ---- one op ---- */
 
-/* Rejects op with reason "forbidden" when permit refuses it. Returns 1
- * when it was rejected. */
-static int forbid(const msg_t *batch, const op_t *op,
+/* Rejects op when permit refuses it. Returns 1 when it was rejected. */
+static int forbid(const msg_t *batch, const op_t *op, const obj_t *cur,
                   const merge_permit_t *permit, op_result_t *res)
 {
+    const char *reason = "forbidden";
     const char *why;
 
     if (!permit || !permit->fn)
         return 0;
-    why = permit->fn(batch, op, permit->arg);
+    why = permit->fn(batch, op, cur, permit->arg, &reason);
     if (!why)
         return 0;
     res->status = RES_REJECTED;
-    res->reason = "forbidden";
+    res->reason = reason;
     snprintf(res->message, sizeof(res->message), "%s", why);
     return 1;
 }
@@ -109,7 +109,7 @@ static int merge_op(const msg_t *batch, size_t i,
     json_t *event_op;
     int rc;
 
-    if (forbid(batch, op, permit, res))
+    if (forbid(batch, op, cur, permit, res))
         return 0;
     rc = obj_apply_ex(cur, op, batch->actor, settings, &next, res);
     if (rc < 0 || next == NULL)

@@ -60,15 +60,19 @@ int merge_batch(const msg_t *batch, merge_lookup_fn lookup, void *arg,
                 merge_out_t *out);
 
 /* The access check of a batch: fn returns NULL when batch->actor may run
- * op, or a message saying why not (a static string, or one that stays
- * valid until merge_batch_permit() returns). */
+ * op on cur (the object as the ops before it left it, NULL when unknown),
+ * or a message saying why not (a static string, or one that stays valid
+ * until merge_batch_permit() returns). *reason is "forbidden" on entry;
+ * fn may point it at another static reason. */
 typedef struct {
-    const char *(*fn)(const msg_t *batch, const op_t *op, void *arg);
+    const char *(*fn)(const msg_t *batch, const op_t *op, const obj_t *cur,
+                      void *arg, const char **reason);
     void *arg;
 } merge_permit_t;
 
 /* Like merge_batch(), and first calls permit for each op: a refused op is
- * rejected with reason "forbidden" and its message, and is not applied. */
+ * rejected with the reason permit gives ("forbidden" unless it says
+ * otherwise) and its message, and is not applied. */
 int merge_batch_permit(const msg_t *batch, merge_lookup_fn lookup, void *arg,
                        const merge_permit_t *permit, merge_out_t *out);
 

@@ -48,6 +48,7 @@ void msg_clear(msg_t *msg)
         op_clear(&msg->ops[i]);
     free(msg->ops);
     free(msg->token);
+    json_decref(msg->state);
     msg_init(msg);
 }
 
@@ -178,6 +179,115 @@ static int get_since(const json_t *obj, msg_t *msg, char *err, size_t errlen)
                           value, err, errlen);
     msg->since = (uint64_t)n;
     msg->has_since = 1;
+    return 0;
+}
+
+/* Reads the optional "actor" of a join: the replica's presence key. */
+static int get_join_actor(const json_t *obj, msg_t *msg, char *err,
+                          size_t errlen)
+{
+    if (!json_object_get(obj, "actor"))
+        return 0;
+    if (get_token(obj, "actor", msg->actor, err, errlen) < 0)
+        return -EINVAL;
+    msg->has_actor = 1;
+    return 0;
+}
+
+/* ---- presence and claims ---- */
+
+static int read_presence(const json_t *root, const proto_limits_t *limits,
+                         msg_t *msg, char *err, size_t errlen)
+{
+    json_t *state;
+
+    if (get_room(root, msg->room, err, errlen) < 0 ||
+        get_member(root, "state", 1, &state, err, errlen) < 0)
+        return -EINVAL;
+    if (!json_is_object(state))
+        return wrong_type("state", "an object", state, err, errlen);
+    msg->state_len = json_dumpb(state, NULL, 0, JSON_COMPACT);
+    if (msg->state_len > limits->max_presence)
+        return proto_fail(err, errlen, -E2BIG,
+                          "state is %zu bytes as JSON, over the limit of %zu",
+                          msg->state_len, limits->max_presence);
+    msg->state = json_incref(state);
+    return 0;
+}
+
+/* Reads an optional integer member from 0 to 2^53-1 into *out. */
+static int get_count(const json_t *obj, const char *name, uint64_t *out,
+                     char *err, size_t errlen)
+{
+    json_t *value = json_object_get(obj, name);
+    json_int_t n;
+
+    if (!value)
+        return 0;
+    n = json_is_integer(value) ? json_integer_value(value) : -1;
+    if (n < 0 || (uint64_t)n > VV_COUNTER_MAX)
+        return wrong_type(name, "an integer from 0 to 9007199254740991",
+                          value, err, errlen);
+    *out = (uint64_t)n;
+    return 0;
+}
+
+static int get_frames(const json_t *target, msg_target_t *t, char *err,
+                      size_t errlen)
+{
+    json_t *frames = json_object_get(target, "frames");
+    const json_t *a = json_array_get(frames, 0), *b = json_array_get(frames, 1);
+
+    if (!json_is_array(frames) || json_array_size(frames) != 2 ||
+        !json_is_integer(a) || !json_is_integer(b) ||
+        json_integer_value(a) < 0 || json_integer_value(b) < 0 ||
+        json_integer_value(a) > json_integer_value(b) ||
+        (uint64_t)json_integer_value(b) > VV_COUNTER_MAX)
+        return wrong_type("target.frames",
+                          "[first, last], integers with 0 <= first <= last",
+                          frames, err, errlen);
+    t->first = (uint64_t)json_integer_value(a);
+    t->last = (uint64_t)json_integer_value(b);
+    return 0;
+}
+
+static int get_target(const json_t *root, msg_target_t *t, char *err,
+                      size_t errlen)
+{
+    json_t *target;
+    char detail[PROTO_ERR_MAX];
+
+    if (get_member(root, "target", 1, &target, err, errlen) < 0)
+        return -EINVAL;
+    if (!json_is_object(target) ||
+        !!json_object_get(target, "id") == !!json_object_get(target, "item"))
+        return wrong_type("target", "{\"id\": ID} or {\"item\": ID, "
+                          "\"frames\": [first, last]}",
+                          target, err, errlen);
+    if (json_object_get(target, "id")) {
+        if (get_token(target, "id", t->id, detail, sizeof(detail)) < 0)
+            return proto_fail(err, errlen, -EINVAL, "target.%s", detail);
+        return 0;
+    }
+    if (get_token(target, "item", t->item, detail, sizeof(detail)) < 0)
+        return proto_fail(err, errlen, -EINVAL, "target.%s", detail);
+    return get_frames(target, t, err, errlen);
+}
+
+static int read_claim(const json_t *root, msg_t *msg, char *err,
+                      size_t errlen)
+{
+    msg->ttl = MSG_TTL_DEFAULT;
+    if (get_room(root, msg->room, err, errlen) < 0 ||
+        get_target(root, &msg->target, err, errlen) < 0 ||
+        get_count(root, "ref", &msg->ref, err, errlen) < 0)
+        return -EINVAL;
+    if (msg->type == MSG_RELEASE)
+        return 0;
+    if (get_count(root, "ttl", &msg->ttl, err, errlen) < 0 ||
+        msg->ttl < MSG_TTL_MIN || msg->ttl > MSG_TTL_MAX)
+        return wrong_type("ttl", "milliseconds from 1000 to 600000",
+                          json_object_get(root, "ttl"), err, errlen);
     return 0;
 }
 
@@ -688,9 +798,18 @@ static int read_message(const json_t *root, const proto_limits_t *limits,
         return -EINVAL;
     if (strcmp(type, "join") == 0) {
         msg->type = MSG_JOIN;
-        if (get_room(root, msg->room, text, len) < 0)
+        if (get_room(root, msg->room, text, len) < 0 ||
+            get_join_actor(root, msg, text, len) < 0)
             return -EINVAL;
         return get_since(root, msg, text, len);
+    }
+    if (strcmp(type, "presence") == 0) {
+        msg->type = MSG_PRESENCE;
+        return read_presence(root, limits, msg, text, len);
+    }
+    if (strcmp(type, "claim") == 0 || strcmp(type, "release") == 0) {
+        msg->type = type[0] == 'c' ? MSG_CLAIM : MSG_RELEASE;
+        return read_claim(root, msg, text, len);
     }
     if (strcmp(type, "leave") == 0) {
         msg->type = MSG_LEAVE;
@@ -706,7 +825,9 @@ static int read_message(const json_t *root, const proto_limits_t *limits,
     }
 
     err->code = MSG_ERR_UNKNOWN_TYPE;
-    return wrong_type("type", "\"join\", \"leave\", \"ops\" or \"auth\"",
+    return wrong_type("type",
+                      "\"join\", \"leave\", \"ops\", \"auth\", "
+                      "\"presence\", \"claim\" or \"release\"",
                       json_object_get(root, "type"), text, len);
 }
 

@@ -15,19 +15,45 @@
 #include "obj.h"
 #include "proto.h"
 
-typedef enum { MSG_JOIN, MSG_LEAVE, MSG_OPS, MSG_AUTH } msg_type_t;
+typedef enum {
+    MSG_JOIN,
+    MSG_LEAVE,
+    MSG_OPS,
+    MSG_AUTH,
+    MSG_PRESENCE,
+    MSG_CLAIM,
+    MSG_RELEASE,
+} msg_type_t;
 
 #define MSG_TOKEN_MAX 8192 /* bytes in the token of an "auth" message */
+#define MSG_PRESENCE_MAX 4096 /* default bytes of a presence state as JSON */
+#define MSG_TTL_MIN 1000      /* milliseconds a claim may last, at least */
+#define MSG_TTL_MAX 600000    /* and at most */
+#define MSG_TTL_DEFAULT 30000
+
+/* What a claim names: an object (id set, item empty) or an inclusive range
+ * of frames of an item (item set, id empty). */
+typedef struct {
+    char id[PROTO_ID_MAX + 1];
+    char item[PROTO_ID_MAX + 1];
+    uint64_t first, last;
+} msg_target_t;
 
 typedef struct {
     msg_type_t type;
     char room[PROTO_ROOM_MAX + 1];
-    char actor[PROTO_ID_MAX + 1]; /* ops only */
+    char actor[PROTO_ID_MAX + 1]; /* ops, and join when has_actor */
+    int has_actor;
     uint64_t opseq;               /* ops only */
     int has_opseq;
     uint64_t since;               /* join only: the last seq the client has */
     int has_since;
     char *token;                  /* auth only: owned, NUL-terminated */
+    json_t *state;     /* presence only: owned object */
+    size_t state_len;  /* presence only: bytes of state as compact JSON */
+    msg_target_t target; /* claim and release */
+    uint64_t ref;        /* claim and release: echoed in the reply */
+    uint64_t ttl;        /* claim: milliseconds */
     int atomic; /* ops only: 1 when every op applies in full or none does */
     op_t *ops;  /* owned array of nops ops */
     size_t nops;

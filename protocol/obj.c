@@ -215,13 +215,14 @@ static int check_settings(const op_t *op, char *err, size_t errlen)
                           OBJ_ROOM_ID);
     if (!json_is_object(op->set) || json_object_size(op->set) == 0)
         return proto_fail(err, errlen, -EINVAL,
-                          "a settings op must set policy or schema");
+                          "a settings op must set policy, schema or "
+                          "claims");
     json_object_foreach (op->set, name, value) {
-        if (strcmp(name, "policy") != 0 && strcmp(name, "schema") != 0) {
+        if (!valid_room_setting(name)) {
             proto_quote(name, strlen(name), shown, sizeof(shown));
             return proto_fail(err, errlen, -EINVAL,
                               "set: %s is not a room setting, which are "
-                              "policy and schema",
+                              "policy, schema and claims",
                               shown);
         }
     }

@@ -26,6 +26,7 @@ void proto_limits_default(proto_limits_t *limits)
      * reply to (an ack's conflicts, an event's overwritten values), and
      * msgpack-c reads at most PACK_DEPTH_MAX (32) levels. */
     limits->max_depth = 31;
+    limits->max_presence = 4096;
 }
 
 static int room_char(unsigned char c)

@@ -21,6 +21,7 @@ typedef struct {
     size_t max_ops;         /* ops in one batch */
     size_t max_fields;      /* fields set by one op or held by one object */
     size_t max_depth;       /* JSON nesting levels */
+    size_t max_presence;    /* bytes of a presence state as JSON */
 } proto_limits_t;
 
 /* Fills limits with the defaults of the protocol: 1 MiB, 1000 ops, 256

@@ -576,6 +576,30 @@ int valid_policy(const json_t *policy, char *err, size_t errlen)
                       describe(policy, shown));
 }
 
+const char *const valid_room_settings[] = {"policy", "schema", "claims",
+                                           NULL};
+
+int valid_room_setting(const char *name)
+{
+    for (size_t i = 0; valid_room_settings[i]; i++)
+        if (strcmp(name, valid_room_settings[i]) == 0)
+            return 1;
+    return 0;
+}
+
+int valid_claims_mode(const json_t *mode, char *err, size_t errlen)
+{
+    const char *s = json_string_value(mode);
+    char shown[SHOWN_MAX];
+
+    if (s != NULL &&
+        (strcmp(s, "advisory") == 0 || strcmp(s, "enforced") == 0))
+        return 0;
+    return proto_fail(err, errlen, -EINVAL,
+                      "claims: must be \"advisory\" or \"enforced\", got %s",
+                      describe(mode, shown));
+}
+
 /* Fails when obj has a member not in names (NULL-terminated). */
 static int only_members(const json_t *obj, const char *const *names,
                         const char *where, char *err, size_t errlen)
@@ -736,18 +760,21 @@ static int check_room(const obj_t *obj, char *err, size_t errlen)
 {
     const json_t *policy = json_object_get(obj->fields, "policy");
     const json_t *schema = json_object_get(obj->fields, "schema");
+    const json_t *claims = json_object_get(obj->fields, "claims");
     char shown[SHOWN_MAX];
     const char *key;
     json_t *value;
 
     json_object_foreach (obj->fields, key, value) {
-        if (strcmp(key, "policy") != 0 && strcmp(key, "schema") != 0)
+        if (!valid_room_setting(key))
             return proto_fail(err, errlen, -EINVAL,
-                              "%s: not a room setting, which are policy and "
-                              "schema",
+                              "%s: not a room setting, which are policy, "
+                              "schema and claims",
                               quote(key, shown));
     }
     if (policy != NULL && valid_policy(policy, err, errlen) < 0)
+        return -EINVAL;
+    if (claims != NULL && valid_claims_mode(claims, err, errlen) < 0)
         return -EINVAL;
     if (schema != NULL && valid_schema(schema, err, errlen) < 0)
         return -EINVAL;

@@ -36,6 +36,15 @@ int valid_geometry(const char *kind, const json_t *geometry, char *err,
 /* Checks a room policy: "reject" or "lww". Returns 0 or -EINVAL. */
 int valid_policy(const json_t *policy, char *err, size_t errlen);
 
+/* The names of a room's settings, NULL-terminated. */
+extern const char *const valid_room_settings[];
+
+/* Returns 1 when name is one of valid_room_settings. */
+int valid_room_setting(const char *name);
+
+/* Checks a room's "claims" setting: "advisory" or "enforced". */
+int valid_claims_mode(const json_t *mode, char *err, size_t errlen);
+
 /* Checks the shape of a label schema: null, or {"labels": {NAME: {kinds?,
  * attrs?, required?}}} with known kinds, attrs of {type} where type is
  * string, number, integer, boolean or enum (with a non-empty "values"

@@ -6,8 +6,9 @@
 
 #include "obj.h"
 
-#include <errno.h>
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,8 +32,12 @@ enum {
     OPT_MAX_DEPTH,
     OPT_MAX_QUEUE,
     OPT_STREAM_MAX,
+    OPT_MAX_BODY,
     OPT_REDIS_TIMEOUT,
     OPT_MAX_ROOMS,
+    OPT_MAX_PRESENCE,
+    OPT_PRESENCE_TTL,
+    OPT_CLAIM_GRACE,
     OPT_PING_INTERVAL,
     OPT_PING_TIMEOUT,
     OPT_NO_AUTH,
@@ -48,6 +53,7 @@ enum {
     OPT_MAX_CONNS_PER_IP,
     OPT_TLS_CERT,
     OPT_TLS_KEY,
+    OPT_REDIS_PASSWORD_FILE,
 };
 
 typedef struct {
@@ -62,7 +68,11 @@ static const option_doc_t option_docs[] = {
     {"listen", OPT_LISTEN, "ANNOLIVE_LISTEN", "HOST:PORT",
      "address for WebSocket and HTTP (default " DEFAULT_LISTEN ")"},
     {"redis", OPT_REDIS, "ANNOLIVE_REDIS", "URL",
-     "Redis as redis://IP:PORT[/DB] (default " DEFAULT_REDIS ")"},
+     "Redis as redis://[[USER]:PASSWORD@]IP:PORT[/DB], with % escapes in "
+     "USER and PASSWORD (default " DEFAULT_REDIS ")"},
+    {"redis-password-file", OPT_REDIS_PASSWORD_FILE,
+     "ANNOLIVE_REDIS_PASSWORD_FILE", "FILE",
+     "Redis password, read from FILE instead of the --redis URL"},
     {"instance", OPT_INSTANCE, "ANNOLIVE_INSTANCE", "NAME",
      "name of this instance in logs and /healthz (default HOSTNAME-PID)"},
     {"static", OPT_STATIC, "ANNOLIVE_STATIC", "DIR",
@@ -79,6 +89,14 @@ static const option_doc_t option_docs[] = {
      "deepest nesting of a client message, 2 to 31 (default 31)"},
     {"max-rooms", OPT_MAX_ROOMS, "ANNOLIVE_MAX_ROOMS", "N",
      "maximum rooms one connection may join (default 64)"},
+    {"max-presence", OPT_MAX_PRESENCE, "ANNOLIVE_MAX_PRESENCE", "BYTES",
+     "maximum size of a presence state as JSON (default 4096)"},
+    {"presence-ttl", OPT_PRESENCE_TTL, "ANNOLIVE_PRESENCE_TTL", "SECONDS",
+     "seconds a presence entry lives without renewal; entries of a "
+     "crashed instance vanish within 4/3 of it (default 15)"},
+    {"claim-grace", OPT_CLAIM_GRACE, "ANNOLIVE_CLAIM_GRACE", "SECONDS",
+     "seconds a closed connection's claims wait for its replica to rejoin "
+     "(default 10)"},
     {"ping-interval", OPT_PING_INTERVAL, "ANNOLIVE_PING_INTERVAL", "SECONDS",
      "seconds without traffic before a connection is pinged (default 30)"},
     {"ping-timeout", OPT_PING_TIMEOUT, "ANNOLIVE_PING_TIMEOUT", "SECONDS",
@@ -116,6 +134,10 @@ static const option_doc_t option_docs[] = {
     {"max-queue", OPT_MAX_QUEUE, "ANNOLIVE_MAX_QUEUE", "BYTES",
      "bytes queued for one connection before it is closed "
      "(default 16777216)"},
+    {"max-body", OPT_MAX_BODY, "ANNOLIVE_MAX_BODY", "BYTES",
+     "largest HTTP request body, such as an op batch or a COCO import; "
+     "HTTP batches over --max-ops are applied in slices (default "
+     "67108864)"},
     {"stream-max", OPT_STREAM_MAX, "ANNOLIVE_STREAM_MAX", "N",
      "events kept in each room's Redis stream, approximately "
      "(default 100000)"},
@@ -175,9 +197,54 @@ static int is_ip(const char *s)
            inet_pton(AF_INET6, s, addr) == 1;
 }
 
+/* Copies the n bytes at s to out, decoding %XX escapes. Returns 0, or
+ * -EINVAL for a bad escape, a NUL byte or a result that does not fit. */
+static int url_decode(const char *s, size_t n, char *out, size_t outlen)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (c == '%') {
+            char hex[3] = {0};
+
+            if (i + 2 >= n || !isxdigit((unsigned char)s[i + 1]) ||
+                !isxdigit((unsigned char)s[i + 2]))
+                return -EINVAL;
+            memcpy(hex, s + i + 1, 2);
+            c = (char)strtol(hex, NULL, 16);
+            if (c == '\0')
+                return -EINVAL;
+            i += 2;
+        }
+        if (o + 1 >= outlen)
+            return -EINVAL;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* Parses USER:PASSWORD, USER or :PASSWORD from the n bytes at s into cfg.
+ * Returns 0 or -EINVAL. */
+static int parse_userinfo(config_t *cfg, const char *s, size_t n)
+{
+    const char *colon = memchr(s, ':', n);
+    size_t user_len = colon ? (size_t)(colon - s) : n;
+
+    if (url_decode(s, user_len, cfg->redis_user, sizeof(cfg->redis_user)) < 0)
+        return -EINVAL;
+    if (!colon)
+        return 0;
+    return url_decode(colon + 1, n - user_len - 1, cfg->redis_password,
+                      sizeof(cfg->redis_password));
+}
+
 static int parse_redis_url(config_t *cfg, const char *url)
 {
     const char *rest;
+    const char *at;
     const char *slash;
     char hostport[96];
     char *end;
@@ -186,6 +253,16 @@ static int parse_redis_url(config_t *cfg, const char *url)
     if (strncmp(url, "redis://", 8) != 0)
         return -EINVAL;
     rest = url + 8;
+
+    /* A password may contain '@' and '/', so the host starts after the
+     * last '@'. */
+    cfg->redis_user[0] = cfg->redis_password[0] = '\0';
+    at = strrchr(rest, '@');
+    if (at) {
+        if (parse_userinfo(cfg, rest, (size_t)(at - rest)) < 0)
+            return -EINVAL;
+        rest = at + 1;
+    }
     slash = strchr(rest, '/');
     if (slash) {
         if (slash[1]) {
@@ -269,6 +346,11 @@ static int set_count(config_t *cfg, int id, const char *val)
             return -EINVAL;
         cfg->max_queue = (size_t)v;
         return 0;
+    case OPT_MAX_BODY:
+        if (parse_count(val, 1024, 1ULL << 30, &v) < 0)
+            return -EINVAL;
+        cfg->max_body = (size_t)v;
+        return 0;
     case OPT_STREAM_MAX:
         if (parse_count(val, 100, 1ULL << 40, &v) < 0)
             return -EINVAL;
@@ -303,6 +385,21 @@ static int set_count(config_t *cfg, int id, const char *val)
             return -EINVAL;
         cfg->max_rooms = (size_t)v;
         return 0;
+    case OPT_MAX_PRESENCE:
+        if (parse_count(val, 64, 65536, &v) < 0)
+            return -EINVAL;
+        cfg->limits.max_presence = (size_t)v;
+        return 0;
+    case OPT_PRESENCE_TTL:
+        if (parse_count(val, 3, 3600, &v) < 0)
+            return -EINVAL;
+        cfg->presence_ttl_s = (int)v;
+        return 0;
+    case OPT_CLAIM_GRACE:
+        if (parse_count(val, 0, 3600, &v) < 0)
+            return -EINVAL;
+        cfg->claim_grace_s = (int)v;
+        return 0;
     case OPT_PING_INTERVAL:
     case OPT_PING_TIMEOUT:
         if (parse_count(val, 1, 3600, &v) < 0)
@@ -325,8 +422,12 @@ static const char *range_hint(int id)
     case OPT_MAX_DEPTH: return "an integer from 2 to 31";
     case OPT_MAX_QUEUE: return "an integer from 65536 to 4294967296";
     case OPT_STREAM_MAX: return "an integer from 100 to 1099511627776";
+    case OPT_MAX_BODY: return "an integer from 1024 to 1073741824";
     case OPT_REDIS_TIMEOUT: return "an integer from 100 to 600000";
     case OPT_MAX_ROOMS: return "an integer from 1 to 10000";
+    case OPT_MAX_PRESENCE: return "an integer from 64 to 65536";
+    case OPT_PRESENCE_TTL: return "an integer from 3 to 3600";
+    case OPT_CLAIM_GRACE: return "an integer from 0 to 3600";
     case OPT_AUTH_SKEW: return "an integer from 0 to 3600";
     case OPT_RATE_OPS:
     case OPT_RATE_BURST:
@@ -336,8 +437,8 @@ static const char *range_hint(int id)
     case OPT_PING_INTERVAL:
     case OPT_PING_TIMEOUT: return "an integer from 1 to 3600";
     case OPT_LISTEN: return "HOST:PORT, such as 127.0.0.1:7700";
-    case OPT_REDIS: return "redis://IP:PORT[/DB], such as "
-                           "redis://127.0.0.1:6379/0";
+    case OPT_REDIS: return "redis://[[USER]:PASSWORD@]IP:PORT[/DB], such as "
+                           "redis://:secret@127.0.0.1:6379/0";
     case OPT_LOG_LEVEL: return "error, warn, info or debug";
     case OPT_INSTANCE: return "1 to 63 characters from [A-Za-z0-9._-]";
     }
@@ -408,6 +509,9 @@ static int set_option(config_t *cfg, int id, const char *val)
     case OPT_TLS_KEY:
         cfg->tls_key = val;
         return 0;
+    case OPT_REDIS_PASSWORD_FILE:
+        cfg->redis_password_file = val;
+        return 0;
     }
     return set_count(cfg, id, val);
 }
@@ -428,8 +532,11 @@ static void set_defaults(config_t *cfg)
     proto_limits_default(&cfg->limits);
     cfg->stream_max = 100000;
     cfg->max_queue = 16u << 20;
+    cfg->max_body = 64u << 20;
     cfg->redis_timeout_ms = 3000;
     cfg->max_rooms = 64;
+    cfg->presence_ttl_s = 15;
+    cfg->claim_grace_s = 10;
     cfg->ping_interval_s = 30;
     cfg->ping_timeout_s = 30;
     cfg->auth_alg = "HS256";
@@ -441,8 +548,15 @@ static void set_defaults(config_t *cfg)
 
 static int reject(const char *source, const char *val, int id)
 {
-    fprintf(stderr, "annolive: invalid %s '%s': expected %s\n", source, val,
-            range_hint(id));
+    const char *at = id == OPT_REDIS ? strrchr(val, '@') : NULL;
+
+    /* A Redis URL may contain a password, so the message leaves it out. */
+    if (at)
+        fprintf(stderr, "annolive: invalid %s 'redis://...%s': expected %s\n",
+                source, at, range_hint(id));
+    else
+        fprintf(stderr, "annolive: invalid %s '%s': expected %s\n", source,
+                val, range_hint(id));
     return -EINVAL;
 }
 
@@ -538,6 +652,57 @@ static int check_auth(const config_t *cfg)
     return 0;
 }
 
+/* Reads --redis-password-file into cfg->redis_password, dropping trailing
+ * newlines. Returns 0, or -EINVAL after printing why. */
+static int read_redis_password(config_t *cfg)
+{
+    const char *path = cfg->redis_password_file;
+    FILE *f;
+    size_t n;
+
+    if (cfg->redis_password[0]) {
+        fprintf(stderr, "annolive: the Redis password is given twice: in "
+                "the --redis URL and in --redis-password-file %s\n", path);
+        return -EINVAL;
+    }
+    f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "annolive: cannot read --redis-password-file %s: "
+                "%s\n", path, strerror(errno));
+        return -EINVAL;
+    }
+    n = fread(cfg->redis_password, 1, sizeof(cfg->redis_password), f);
+    fclose(f);
+    while (n > 0 && n < sizeof(cfg->redis_password) &&
+           (cfg->redis_password[n - 1] == '\n' ||
+            cfg->redis_password[n - 1] == '\r'))
+        n--;
+    if (n == 0 || n == sizeof(cfg->redis_password) ||
+        memchr(cfg->redis_password, '\0', n)) {
+        memset(cfg->redis_password, 0, sizeof(cfg->redis_password));
+        fprintf(stderr, "annolive: --redis-password-file %s must contain "
+                "one password of 1 to %zu bytes\n", path,
+                sizeof(cfg->redis_password) - 1);
+        return -EINVAL;
+    }
+    cfg->redis_password[n] = '\0';
+    return 0;
+}
+
+/* Checks the Redis credentials and reads the password file. */
+static int check_redis(config_t *cfg)
+{
+    if (cfg->redis_password_file && read_redis_password(cfg) < 0)
+        return -EINVAL;
+    if (cfg->redis_user[0] && !cfg->redis_password[0]) {
+        fprintf(stderr, "annolive: the Redis user %s has no password: give "
+                "it in the --redis URL or in --redis-password-file\n",
+                cfg->redis_user);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int config_load(config_t *cfg, int argc, char **argv)
 {
     int r;
@@ -548,6 +713,9 @@ int config_load(config_t *cfg, int argc, char **argv)
         return r;
     r = load_argv(cfg, argc, argv);
     if (r != 0)
+        return r;
+    r = check_redis(cfg);
+    if (r < 0)
         return r;
     return check_auth(cfg);
 }

@@ -17,14 +17,20 @@ typedef struct {
     char redis_host[64];
     int redis_port;
     int redis_db;
+    char redis_user[128];      /* ACL user for AUTH, or "" */
+    char redis_password[512];  /* password for AUTH, or "" for none */
+    const char *redis_password_file; /* file that holds the password */
     char instance[64];
     const char *static_dir; /* NULL when no files are served */
     log_level_t log_level;
     proto_limits_t limits;
     uint64_t stream_max;     /* entries kept in each room's event stream */
     size_t max_queue;        /* bytes queued for one slow connection */
+    size_t max_body;         /* bytes of an HTTP request body */
     int redis_timeout_ms;    /* connect timeout */
     size_t max_rooms;        /* rooms one connection may join */
+    int presence_ttl_s;      /* seconds a presence entry lives unrenewed */
+    int claim_grace_s;       /* seconds claims outlive their connection */
     int ping_interval_s;     /* idle seconds before the server pings */
     int ping_timeout_s;      /* seconds a ping may go unanswered */
     int no_auth;             /* development mode: no token checks */

@@ -1,40 +1,47 @@
 /*
- * HTTP endpoints. Responses are JSON built in one buffer and written in one
- * HTTP_WRITEABLE callback; snapshots are read from Redis asynchronously and
- * survive the client going away first.
+ * HTTP endpoints: routing, authentication of /v1 requests, request bodies,
+ * health, metrics, room snapshots and the event feed. Responses are built
+ * in one buffer and written in one HTTP_WRITEABLE callback. Asynchronous
+ * steps (Redis reads, batches, long polls) survive the client going away
+ * first. Op batches, imports and exports live in http_ops.c, room
+ * administration in http_rooms.c.
  */
 #include "http.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "auth.h"
+#include "http_int.h"
 #include "log.h"
+#include "metrics.h"
 #include "obj.h"
 #include "pack.h"
 #include "proto.h"
 #include "room.h"
 #include "sess.h"
+#include "vv.h"
 
-/* A Redis read for a request; outlives the request when it closes first. */
-typedef struct http_pending {
-    struct lws *wsi;
-    http_t *h;
-    int cancelled;
-    char room[PROTO_ROOM_MAX + 1];
-} http_pending_t;
+#define EVENTS_LIMIT_DEFAULT 1000 /* events per feed response */
+#define EVENTS_LIMIT_MAX 10000
+#define EVENTS_WAIT_MAX_S 60      /* maximum wait of a long poll, seconds */
+#define EVENTS_POLL_MS 200        /* interval of stream reads in a long poll */
 
-static const config_t *cfg;
-static store_t *store;
+const config_t *http_cfg;
+store_t *http_store;
+uv_loop_t *http_loop;
 static int stopping;
 
-void http_configure(const config_t *config, store_t *st)
+void http_configure(const config_t *config, store_t *st, uv_loop_t *loop)
 {
-    cfg = config;
-    store = st;
+    http_cfg = config;
+    http_store = st;
+    http_loop = loop;
 }
 
 void http_set_stopping(void)
@@ -47,78 +54,79 @@ int http_stopping(void)
     return stopping;
 }
 
-static int respond(struct lws *wsi, http_t *h, int status, json_t *body);
+/* Responses */
 
-/* Writes the Prometheus text exposition of the instance's counters. */
-static int get_metrics(struct lws *wsi, http_t *h)
+static int queue_body(struct lws *wsi, http_t *h, int status,
+                      const char *type, buf_t *body)
 {
-    char text[1024];
-    int n;
-
-    n = snprintf(text, sizeof(text),
-                 "# HELP annolive_connections Open WebSocket connections.\n"
-                 "# TYPE annolive_connections gauge\n"
-                 "annolive_connections %zu\n"
-                 "# HELP annolive_rooms Rooms cached on this instance.\n"
-                 "# TYPE annolive_rooms gauge\n"
-                 "annolive_rooms %zu\n"
-                 "# HELP annolive_redis_up 1 while Redis is reachable.\n"
-                 "# TYPE annolive_redis_up gauge\n"
-                 "annolive_redis_up %d\n"
-                 "# HELP annolive_encodes_total Messages encoded for "
-                 "sending, by wire encoding.\n"
-                 "# TYPE annolive_encodes_total counter\n"
-                 "annolive_encodes_total{encoding=\"json\"} %llu\n"
-                 "annolive_encodes_total{encoding=\"msgpack\"} %llu\n",
-                 sess_count(), room_count(), store_is_up(store),
-                 buf_encodes[ENC_JSON], buf_encodes[ENC_MSGPACK]);
-    if (n < 0 || (size_t)n >= sizeof(text))
+    if (!body)
         return -1;
-    h->status = 200;
-    h->content_type = "text/plain; version=0.0.4";
-    h->body = buf_new((size_t)n);
-    if (!h->body)
-        return -1;
-    memcpy(h->body->data, text, (size_t)n);
-    lws_callback_on_writable(wsi);
-    return 0;
-}
-
-static int get_readyz(struct lws *wsi, http_t *h)
-{
-    const char *status = "ready";
-    int code = 200;
-
-    if (stopping) {
-        status = "stopping";
-        code = 503;
-    } else if (!store_is_up(store)) {
-        status = "unavailable";
-        code = 503;
-    }
-    return respond(wsi, h, code,
-                   json_pack("{s:s, s:s, s:b}", "status", status, "instance",
-                             cfg->instance, "redis", store_is_up(store)));
-}
-
-/* Queues a response; takes the reference to body. */
-static int respond(struct lws *wsi, http_t *h, int status, json_t *body)
-{
+    buf_unref(h->body);
     h->status = status;
-    h->content_type = "application/json";
-    h->body = buf_take_json(body);
-    if (!h->body)
-        return -1;
+    h->content_type = type;
+    h->body = body;
     lws_callback_on_writable(wsi);
     return 0;
 }
 
-static int respond_error(struct lws *wsi, http_t *h, int status,
-                         const char *code, const char *message)
+int http_respond(struct lws *wsi, http_t *h, int status, json_t *body)
 {
-    return respond(wsi, h, status,
-                   json_pack("{s:{s:s, s:s}}", "error", "code", code,
-                             "message", message));
+    /* A response queued before the body has arrived (such as a 401) waits
+     * for it, so that the body is not read as the next request. */
+    if (h->awaiting_body) {
+        if (!body)
+            return -1;
+        json_decref(h->deferred);
+        h->deferred = body;
+        h->deferred_status = status;
+        return 0;
+    }
+    return queue_body(wsi, h, status, "application/json",
+                      buf_take_json(body));
+}
+
+int http_error(struct lws *wsi, http_t *h, int status, const char *code,
+               const char *fmt, ...)
+{
+    char text[PROTO_ERR_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    return http_respond(wsi, h, status,
+                        json_pack("{s:{s:s, s:s}}", "error", "code", code,
+                                  "message", text));
+}
+
+int http_status_of(msg_err_t code)
+{
+    switch (code) {
+    case MSG_ERR_TOO_LARGE: return 413;
+    case MSG_ERR_UNAVAILABLE: return 503;
+    case MSG_ERR_INTERNAL: return 500;
+    case MSG_ERR_STALE_OPSEQ: return 409;
+    case MSG_ERR_FORBIDDEN: return 403;
+    case MSG_ERR_UNAUTHORIZED: return 401;
+    case MSG_ERR_RATE_LIMITED: return 429;
+    default: return 400;
+    }
+}
+
+void http_pending_start(http_pending_t *p, struct lws *wsi, http_t *h)
+{
+    p->wsi = wsi;
+    p->h = h;
+    p->cancelled = 0;
+    h->pending = p;
+}
+
+int http_pending_finish(http_pending_t *p)
+{
+    if (p->cancelled)
+        return 0;
+    p->h->pending = NULL;
+    return 1;
 }
 
 static int write_response(struct lws *wsi, http_t *h)
@@ -146,6 +154,62 @@ static int write_response(struct lws *wsi, http_t *h)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* Frees what a request holds, for the next request on the connection. */
+static void clear_request(http_t *h)
+{
+    if (h->pending) {
+        h->pending->cancelled = 1;
+        if (h->pending->on_cancel)
+            h->pending->on_cancel(h->pending);
+    }
+    buf_unref(h->body);
+    free(h->rx);
+    json_decref(h->deferred);
+    jwt_claims_clear(&h->claims);
+    memset(h, 0, sizeof(*h));
+}
+
+/* Health and metrics */
+
+static int get_metrics(struct lws *wsi, http_t *h)
+{
+    metrics_gauges_t g = {
+        .connections = sess_count(),
+        .rooms = room_count(),
+        .members = room_member_count(),
+        .batches_in_flight = room_batches_in_flight(),
+        .redis_up = store_is_up(http_store),
+    };
+
+    return queue_body(wsi, h, 200, "text/plain; version=0.0.4",
+                      metrics_render(&g));
+}
+
+static int get_readyz(struct lws *wsi, http_t *h)
+{
+    const char *status = "ready";
+    int code = 200;
+
+    if (stopping) {
+        status = "stopping";
+        code = 503;
+    } else if (!store_is_up(http_store)) {
+        status = "unavailable";
+        code = 503;
+    }
+    return http_respond(wsi, h, code,
+                        json_pack("{s:s, s:s, s:b}", "status", status,
+                                  "instance", http_cfg->instance, "redis",
+                                  store_is_up(http_store)));
+}
+
+/* Snapshots */
+
+typedef struct {
+    http_pending_t p;
+    char room[PROTO_ROOM_MAX + 1];
+} snapshot_req_t;
+
 static json_t *snapshot_body(const char *room, const store_room_t *sr)
 {
     json_t *objects = json_array();
@@ -170,80 +234,508 @@ static json_t *snapshot_body(const char *room, const store_room_t *sr)
 
 static void on_snapshot(int status, const store_room_t *sr, void *arg)
 {
-    http_pending_t *pend = arg;
-    http_t *h = pend->h;
+    snapshot_req_t *req = arg;
 
-    if (pend->cancelled) {
-        free(pend);
+    if (http_pending_finish(&req->p)) {
+        if (status < 0)
+            http_error(req->p.wsi, req->p.h, 503, "unavailable",
+                       "Redis is unreachable; retry later");
+        else
+            http_respond(req->p.wsi, req->p.h, 200,
+                         snapshot_body(req->room, sr));
+    }
+    free(req);
+}
+
+static int get_snapshot(struct lws *wsi, http_t *h)
+{
+    snapshot_req_t *req = calloc(1, sizeof(*req));
+
+    if (!req)
+        return -1;
+    snprintf(req->room, sizeof(req->room), "%s", h->room);
+    if (store_load(http_store, req->room, on_snapshot, req) < 0) {
+        free(req);
+        return http_error(wsi, h, 503, "unavailable",
+                          "Redis is unreachable; retry later");
+    }
+    http_pending_start(&req->p, wsi, h);
+    return 0;
+}
+
+/* The event feed */
+
+typedef struct {
+    http_pending_t p;
+    char room[PROTO_ROOM_MAX + 1];
+    uint64_t since;
+    size_t limit;
+    uint64_t deadline; /* loop time when a long poll responds anyway */
+    uv_timer_t timer;
+    int timer_open;
+} events_req_t;
+
+static void free_events_req(uv_handle_t *t)
+{
+    free(t->data);
+}
+
+static void end_events(events_req_t *req)
+{
+    if (req->timer_open)
+        uv_close((uv_handle_t *)&req->timer, free_events_req);
+    else
+        free(req);
+}
+
+/* Returns the feed body of n stream entries, or NULL. */
+static json_t *events_body(const events_req_t *req,
+                           const store_entry_t *entries, size_t n)
+{
+    json_t *list = json_array();
+    uint64_t next = req->since;
+    char err[PROTO_ERR_MAX];
+
+    for (size_t i = 0; list && i < n; i++) {
+        json_t *ev = NULL;
+
+        if (unpack_json(entries[i].body, entries[i].len, PACK_DEPTH_MAX,
+                        &ev, err, sizeof(err)) < 0) {
+            log_error("http", "room %s: undecodable event %" PRIu64 ": %s",
+                      req->room, entries[i].seq, err);
+            json_decref(list);
+            return NULL;
+        }
+        json_object_set_new(ev, "seq", json_integer((json_int_t)entries[i].seq));
+        json_array_append_new(list, ev);
+        next = entries[i].seq;
+    }
+    return json_pack("{s:s, s:o, s:I}", "room", req->room, "events", list,
+                     "next", (json_int_t)next);
+}
+
+static void read_events(events_req_t *req);
+
+static void on_poll_timer(uv_timer_t *t)
+{
+    events_req_t *req = t->data;
+
+    if (req->p.cancelled) {
+        end_events(req);
         return;
     }
-    h->pending = NULL;
-    if (status < 0)
-        respond_error(pend->wsi, h, 503, "unavailable",
-                      "Redis is unreachable; retry later");
-    else
-        respond(pend->wsi, h, 200, snapshot_body(pend->room, sr));
-    free(pend);
+    read_events(req);
 }
 
-/* Checks that the request's token grants a role in room. Returns 0 when
- * it does, 1 after queueing a 401 or 403 response, or -1. */
-static int authorize(struct lws *wsi, http_t *h, const char *room,
-                     size_t len)
+/* The stream no longer holds the events after since, or since is ahead
+ * of the room: the client must read a snapshot. */
+static int reset_reply(events_req_t *req, uint64_t first_seq,
+                       uint64_t room_seq)
 {
-    char name[PROTO_ROOM_MAX + 1];
-    char why[256];
-    jwt_claims_t claims;
-    jwt_role_t role;
-    int rc;
+    return http_respond(req->p.wsi, req->p.h, 200,
+                        json_pack("{s:s, s:b, s:I, s:I, s:I}", "room",
+                                  req->room, "reset", 1, "since",
+                                  (json_int_t)req->since, "first",
+                                  (json_int_t)first_seq, "seq",
+                                  (json_int_t)room_seq));
+}
 
-    memcpy(name, room, len);
-    name[len] = '\0';
-    rc = auth_request(wsi, &claims, why, sizeof(why));
-    if (rc < 0) {
-        log_info("http", "request rejected: %s", why);
-        return respond_error(wsi, h, 401, "unauthorized",
-                             rc == -ENOENT ? "a token is required"
-                                           : "the token was rejected") < 0
-                   ? -1
-                   : 1;
+static void on_events(int status, const store_entry_t *entries, size_t n,
+                      uint64_t first_seq, uint64_t room_seq, void *arg)
+{
+    events_req_t *req = arg;
+    http_t *h = req->p.h;
+
+    if (req->p.cancelled) {
+        end_events(req);
+        return;
     }
-    rc = jwt_room_role(&claims, name, &role);
-    jwt_claims_clear(&claims);
-    if (rc < 0)
-        return respond_error(wsi, h, 403, "forbidden",
-                             "the token grants no role in this room") < 0
-                   ? -1
-                   : 1;
+    if (status < 0) {
+        http_pending_finish(&req->p);
+        http_error(req->p.wsi, h, 503, "unavailable",
+                   "Redis is unreachable; retry later");
+    } else if (req->since > room_seq ||
+               (n > 0 && entries[0].seq != req->since + 1) ||
+               (n == 0 && room_seq > req->since)) {
+        http_pending_finish(&req->p);
+        reset_reply(req, first_seq, room_seq);
+    } else if (n == 0 && uv_now(http_loop) < req->deadline) {
+        /* A long poll: read again shortly. */
+        uv_timer_start(&req->timer, on_poll_timer, EVENTS_POLL_MS, 0);
+        return;
+    } else {
+        http_pending_finish(&req->p);
+        if (http_respond(req->p.wsi, h, 200,
+                         events_body(req, entries, n)) < 0)
+            http_error(req->p.wsi, h, 500, "internal",
+                       "cannot build the events");
+    }
+    end_events(req);
+}
+
+static void read_events(events_req_t *req)
+{
+    if (store_range(http_store, req->room, req->since, req->limit,
+                    on_events, req) == 0)
+        return;
+    http_pending_finish(&req->p);
+    http_error(req->p.wsi, req->p.h, 503, "unavailable",
+               "Redis is unreachable; retry later");
+    end_events(req);
+}
+
+static void cancel_events(http_pending_t *p)
+{
+    events_req_t *req = (events_req_t *)p;
+
+    /* A timer that waits is stopped here; a read in flight frees the
+     * request when it returns. */
+    if (uv_is_active((uv_handle_t *)&req->timer)) {
+        uv_timer_stop(&req->timer);
+        end_events(req);
+    }
+}
+
+const char *http_query(struct lws *wsi, const char *name, char *buf,
+                       size_t len)
+{
+    return lws_get_urlarg_by_name(wsi, name, buf, (int)len);
+}
+
+/* Reads the unsigned integer query argument name into *out (unchanged
+ * when absent). Returns 0, or -EINVAL when it is present but not a number
+ * from 0 to max. */
+static int query_u64(struct lws *wsi, const char *name, uint64_t max,
+                     uint64_t *out)
+{
+    char buf[48];
+    const char *arg = http_query(wsi, name, buf, sizeof(buf));
+    char *end;
+    unsigned long long v;
+
+    if (!arg)
+        return 0;
+    if (arg[0] < '0' || arg[0] > '9')
+        return -EINVAL;
+    errno = 0;
+    v = strtoull(arg, &end, 10);
+    if (errno || *end || v > max)
+        return -EINVAL;
+    *out = v;
     return 0;
 }
 
-static int get_snapshot(struct lws *wsi, http_t *h, const char *room,
-                        size_t len)
+static int get_events(struct lws *wsi, http_t *h)
 {
-    http_pending_t *pend;
-    int rc;
+    uint64_t since = 0, limit = EVENTS_LIMIT_DEFAULT, wait = 0;
+    events_req_t *req;
 
-    if (!proto_room_valid(room, len))
-        return respond_error(wsi, h, 400, "invalid_message",
-                             "invalid room name: expected 1 to 128 "
-                             "characters from [A-Za-z0-9._:-]");
-    rc = authorize(wsi, h, room, len);
-    if (rc != 0)
-        return rc < 0 ? rc : 0;
-    pend = calloc(1, sizeof(*pend));
-    if (!pend)
+    if (query_u64(wsi, "since=", VV_COUNTER_MAX, &since) < 0 ||
+        query_u64(wsi, "limit=", EVENTS_LIMIT_MAX, &limit) < 0 ||
+        query_u64(wsi, "wait=", EVENTS_WAIT_MAX_S, &wait) < 0 || limit == 0)
+        return http_error(wsi, h, 400, "invalid_message",
+                          "since must be a seq, limit 1 to %d and wait 0 "
+                          "to %d seconds", EVENTS_LIMIT_MAX,
+                          EVENTS_WAIT_MAX_S);
+    req = calloc(1, sizeof(*req));
+    if (!req)
         return -1;
-    pend->wsi = wsi;
-    pend->h = h;
-    memcpy(pend->room, room, len);
-    if (store_load(store, pend->room, on_snapshot, pend) < 0) {
-        free(pend);
-        return respond_error(wsi, h, 503, "unavailable",
-                             "Redis is unreachable; retry later");
-    }
-    h->pending = pend;
+    snprintf(req->room, sizeof(req->room), "%s", h->room);
+    req->since = since;
+    req->limit = (size_t)limit;
+    req->deadline = uv_now(http_loop) + wait * 1000;
+    uv_timer_init(http_loop, &req->timer);
+    req->timer.data = req;
+    req->timer_open = 1;
+    req->p.on_cancel = cancel_events;
+    http_pending_start(&req->p, wsi, h);
+    read_events(req);
     return 0;
+}
+
+/* Authentication */
+
+/* Verifies the request's token into h->claims. Returns 0, or 1 after
+ * queueing a 401. */
+static int authenticate(struct lws *wsi, http_t *h)
+{
+    char why[256];
+    int rc = auth_request(wsi, &h->claims, why, sizeof(why));
+
+    if (rc == 0)
+        return 0;
+    log_info("http", "request rejected: %s", why);
+    http_error(wsi, h, 401, "unauthorized", "%s",
+               rc == -ENOENT ? "a token is required"
+                             : "the token was rejected");
+    return 1;
+}
+
+/* Finds the token's role in h->room. Returns 0, or 1 after queueing a
+ * 403. With admin set, only the admin role passes. */
+static int authorize(struct lws *wsi, http_t *h, int admin)
+{
+    if (jwt_room_role(&h->claims, h->room, &h->role) < 0) {
+        http_error(wsi, h, 403, "forbidden",
+                   "the token grants no role in this room");
+        return 1;
+    }
+    if (admin && h->role != JWT_ROLE_ADMIN) {
+        http_error(wsi, h, 403, "forbidden",
+                   "this request needs the admin role in the room");
+        return 1;
+    }
+    return 0;
+}
+
+/* Request bodies */
+
+/* Reads the Content-Type of a request with a body into h. Returns 0, or
+ * -EINVAL for a type that is neither JSON nor msgpack. */
+static int body_type(struct lws *wsi, http_t *h)
+{
+    char type[128] = "";
+    char *semi;
+
+    if (lws_hdr_copy(wsi, type, sizeof(type), WSI_TOKEN_HTTP_CONTENT_TYPE) <
+        0)
+        return -EINVAL;
+    semi = strchr(type, ';');
+    if (semi)
+        *semi = '\0';
+    while (*type && type[strlen(type) - 1] == ' ')
+        type[strlen(type) - 1] = '\0';
+    h->rx_msgpack = strcasecmp(type, "application/msgpack") == 0 ||
+                    strcasecmp(type, "application/x-msgpack") == 0;
+    if (!type[0] || h->rx_msgpack ||
+        strcasecmp(type, "application/json") == 0)
+        return 0;
+    return -EINVAL;
+}
+
+static int append_body(http_t *h, const void *in, size_t len)
+{
+    if (h->deferred)
+        return 0; /* a response is queued: the body is drained unread */
+    if (h->rx_over || len > http_cfg->max_body - h->rx_len) {
+        h->rx_over = 1;
+        return 0;
+    }
+    if (h->rx_len + len > h->rx_cap) {
+        size_t cap = h->rx_cap ? h->rx_cap : 65536;
+        char *p;
+
+        while (cap < h->rx_len + len)
+            cap *= 2;
+        if (cap > http_cfg->max_body)
+            cap = http_cfg->max_body;
+        p = realloc(h->rx, cap);
+        if (!p)
+            return -1;
+        h->rx = p;
+        h->rx_cap = cap;
+    }
+    memcpy(h->rx + h->rx_len, in, len);
+    h->rx_len += len;
+    return 0;
+}
+
+/* Returns the nesting depth of j, counting j itself. */
+static size_t json_depth(const json_t *j)
+{
+    size_t max = 0, i;
+    const char *key;
+    json_t *v;
+
+    if (json_is_array(j)) {
+        json_array_foreach(j, i, v) {
+            size_t d = json_depth(v);
+
+            if (d > max)
+                max = d;
+        }
+        return max + 1;
+    }
+    if (json_is_object(j)) {
+        json_object_foreach((json_t *)j, key, v) {
+            size_t d = json_depth(v);
+
+            if (d > max)
+                max = d;
+        }
+        return max + 1;
+    }
+    return 0;
+}
+
+json_t *http_parse_body(struct lws *wsi, http_t *h)
+{
+    size_t depth = http_cfg->limits.max_depth;
+    char err[PROTO_ERR_MAX];
+    json_error_t jerr;
+    json_t *root = NULL;
+
+    if (h->rx_msgpack) {
+        if (unpack_json(h->rx, h->rx_len,
+                        depth < PACK_DEPTH_MAX ? depth : PACK_DEPTH_MAX,
+                        &root, err, sizeof(err)) < 0) {
+            http_error(wsi, h, 400, "invalid_json", "%s", err);
+            return NULL;
+        }
+        return root;
+    }
+    root = json_loadb(h->rx ? h->rx : "", h->rx_len, JSON_REJECT_DUPLICATES,
+                      &jerr);
+    if (!root) {
+        http_error(wsi, h, 400, "invalid_json",
+                   "invalid JSON at line %d, column %d", jerr.line,
+                   jerr.column);
+        return NULL;
+    }
+    if (json_depth(root) > depth) {
+        json_decref(root);
+        http_error(wsi, h, 413, "too_large",
+                   "the body nests deeper than the limit of %zu levels",
+                   depth);
+        return NULL;
+    }
+    return root;
+}
+
+/* Runs the request once its whole body has arrived. */
+static int body_complete(struct lws *wsi, http_t *h)
+{
+    h->awaiting_body = 0;
+    if (h->deferred) {
+        json_t *d = h->deferred;
+
+        h->deferred = NULL;
+        return http_respond(wsi, h, h->deferred_status, d);
+    }
+    if (h->rx_over)
+        return http_error(wsi, h, 413, "too_large",
+                          "the body is over the limit of %zu bytes "
+                          "(--max-body)", http_cfg->max_body);
+    switch (h->body_kind) {
+    case HTTP_BODY_OPS: return http_ops_post(wsi, h);
+    case HTTP_BODY_IMPORT: return http_ops_import(wsi, h);
+    case HTTP_BODY_CREATE: return http_rooms_create(wsi, h);
+    case HTTP_BODY_PATCH: return http_rooms_patch(wsi, h);
+    default: return 0;
+    }
+}
+
+/* Routing */
+
+typedef enum { M_GET, M_POST, M_PUT, M_PATCH, M_DELETE, M_OTHER } method_t;
+
+static method_t method_of(struct lws *wsi)
+{
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0)
+        return M_GET;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0)
+        return M_POST;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_PUT_URI) > 0)
+        return M_PUT;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_PATCH_URI) > 0)
+        return M_PATCH;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_DELETE_URI) > 0)
+        return M_DELETE;
+    return M_OTHER;
+}
+
+/* Returns the declared body length, 0 when there is none. */
+static unsigned long long content_length(struct lws *wsi)
+{
+    char buf[32];
+
+    if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_CONTENT_LENGTH) <=
+        0)
+        return 0;
+    return strtoull(buf, NULL, 10);
+}
+
+/* Prepares a request that carries a body: the work runs when the body is
+ * complete, and an error found now is sent then. */
+static int expect_body(struct lws *wsi, http_t *h, http_body_kind_t kind)
+{
+    h->body_kind = kind;
+    if (body_type(wsi, h) < 0)
+        http_error(wsi, h, 415, "unsupported_media_type",
+                   "send application/json or application/msgpack");
+    if (!h->awaiting_body)
+        return body_complete(wsi, h);
+    return 0;
+}
+
+static int method_error(struct lws *wsi, http_t *h, const char *allowed)
+{
+    return http_error(wsi, h, 405, "method_not_allowed",
+                      "this path serves %s", allowed);
+}
+
+/* Routes /v1/rooms/{room}[/action] once the token is known. */
+static int route_room(struct lws *wsi, http_t *h, method_t m,
+                      const char *action)
+{
+    int admin = action[0] == '\0';
+
+    if (authorize(wsi, h, admin))
+        return 0;
+    if (admin) {
+        if (m == M_PUT)
+            return expect_body(wsi, h, HTTP_BODY_CREATE);
+        if (m == M_PATCH)
+            return expect_body(wsi, h, HTTP_BODY_PATCH);
+        if (m == M_DELETE)
+            return http_rooms_delete(wsi, h);
+        return method_error(wsi, h, "PUT, PATCH and DELETE");
+    }
+    if (strcmp(action, "/ops") == 0 || strcmp(action, "/import") == 0) {
+        if (m != M_POST)
+            return method_error(wsi, h, "POST");
+        return expect_body(wsi, h, action[1] == 'o' ? HTTP_BODY_OPS
+                                                    : HTTP_BODY_IMPORT);
+    }
+    if (m != M_GET)
+        return method_error(wsi, h, "GET");
+    if (strcmp(action, "/snapshot") == 0)
+        return get_snapshot(wsi, h);
+    if (strcmp(action, "/events") == 0)
+        return get_events(wsi, h);
+    if (strcmp(action, "/export") == 0)
+        return http_ops_export(wsi, h);
+    return http_error(wsi, h, 404, "not_found", "no such endpoint");
+}
+
+/* Routes every path under /v1/: the token is checked first, so an unknown
+ * path without a token is 401 as well. */
+static int route_v1(struct lws *wsi, http_t *h, method_t m, const char *path)
+{
+    static const char rooms[] = "/v1/rooms";
+    const char *name, *slash;
+    size_t len;
+
+    if (authenticate(wsi, h))
+        return 0;
+    if (strcmp(path, rooms) == 0) {
+        if (m != M_GET)
+            return method_error(wsi, h, "GET");
+        return http_rooms_list(wsi, h);
+    }
+    if (strncmp(path, rooms, sizeof(rooms) - 1) != 0 ||
+        path[sizeof(rooms) - 1] != '/')
+        return http_error(wsi, h, 404, "not_found", "no such endpoint");
+    name = path + sizeof(rooms);
+    slash = strchr(name, '/');
+    len = slash ? (size_t)(slash - name) : strlen(name);
+    if (!proto_room_valid(name, len))
+        return http_error(wsi, h, 400, "invalid_message",
+                          "invalid room name: expected 1 to 128 "
+                          "characters from [A-Za-z0-9._:-]");
+    memcpy(h->room, name, len);
+    h->room[len] = '\0';
+    return route_room(wsi, h, m, slash ? slash : "");
 }
 
 static const char *mime_type(const char *path)
@@ -272,12 +764,12 @@ static int serve_static(struct lws *wsi, http_t *h, const char *path)
     int n;
 
     if (strstr(path, "..") || path[0] != '/')
-        return respond_error(wsi, h, 404, "not_found", "no such file");
-    n = snprintf(file, sizeof(file), "%s%s", cfg->static_dir,
+        return http_error(wsi, h, 404, "not_found", "no such file");
+    n = snprintf(file, sizeof(file), "%s%s", http_cfg->static_dir,
                  strcmp(path, "/") == 0 ? "/index.html" : path);
     if (n < 0 || (size_t)n >= sizeof(file) || stat(file, &st) < 0 ||
         !S_ISREG(st.st_mode))
-        return respond_error(wsi, h, 404, "not_found", "no such file");
+        return http_error(wsi, h, 404, "not_found", "no such file");
     n = lws_serve_http_file(wsi, file, mime_type(file), NULL, 0);
     if (n < 0)
         return -1;
@@ -288,30 +780,27 @@ static int serve_static(struct lws *wsi, http_t *h, const char *path)
 
 static int route(struct lws *wsi, http_t *h, const char *path)
 {
-    static const char prefix[] = "/v1/rooms/";
-    static const char suffix[] = "/snapshot";
-    size_t len = strlen(path);
+    method_t m = method_of(wsi);
 
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
-        return respond_error(wsi, h, 405, "method_not_allowed",
-                             "only GET is served on this path");
+    metrics.http_requests++;
+    h->awaiting_body = (m == M_POST || m == M_PUT || m == M_PATCH) &&
+                       content_length(wsi) > 0;
+    if (strncmp(path, "/v1/", 4) == 0 || strcmp(path, "/v1") == 0)
+        return route_v1(wsi, h, m, path);
+    if (m != M_GET)
+        return method_error(wsi, h, "GET");
     if (strcmp(path, "/healthz") == 0)
-        return respond(wsi, h, 200,
-                       json_pack("{s:s, s:s, s:b}", "status", "ok",
-                                 "instance", cfg->instance, "redis",
-                                 store_is_up(store)));
+        return http_respond(wsi, h, 200,
+                            json_pack("{s:s, s:s, s:b}", "status", "ok",
+                                      "instance", http_cfg->instance,
+                                      "redis", store_is_up(http_store)));
     if (strcmp(path, "/readyz") == 0)
         return get_readyz(wsi, h);
     if (strcmp(path, "/metrics") == 0)
         return get_metrics(wsi, h);
-    if (strncmp(path, prefix, sizeof(prefix) - 1) == 0 &&
-        len > sizeof(prefix) - 1 + sizeof(suffix) - 1 &&
-        strcmp(path + len - (sizeof(suffix) - 1), suffix) == 0)
-        return get_snapshot(wsi, h, path + sizeof(prefix) - 1,
-                            len - (sizeof(prefix) - 1) - (sizeof(suffix) - 1));
-    if (cfg->static_dir)
+    if (http_cfg->static_dir)
         return serve_static(wsi, h, path);
-    return respond_error(wsi, h, 404, "not_found", "no such endpoint");
+    return http_error(wsi, h, 404, "not_found", "no such endpoint");
 }
 
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
@@ -319,18 +808,18 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 {
     switch (reason) {
     case LWS_CALLBACK_HTTP:
-        memset(h, 0, sizeof(*h));
+        clear_request(h);
         return route(wsi, h, in);
+    case LWS_CALLBACK_HTTP_BODY:
+        return append_body(h, in, len);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return body_complete(wsi, h);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return write_response(wsi, h);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
-        if (h->pending)
-            h->pending->cancelled = 1;
-        h->pending = NULL;
-        buf_unref(h->body);
-        h->body = NULL;
+        clear_request(h);
         return 0;
     default:
         return 0;

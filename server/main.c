@@ -123,6 +123,8 @@ static int start(server_t *srv)
         .connection = room_on_connection,
         .subscribed = room_on_subscribed,
         .message = room_on_message,
+        .aware = room_on_aware,
+        .deleted = room_on_deleted,
     };
     int rc;
 
@@ -139,7 +141,7 @@ static int start(server_t *srv)
                      on_store_ready);
     if (rc < 0)
         return rc;
-    http_configure(&srv->cfg, srv->store);
+    http_configure(&srv->cfg, srv->store, &srv->loop);
     return room_module_init(&srv->loop, &srv->cfg, srv->store);
 }
 

@@ -17,20 +17,27 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <msgpack.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "authz.h"
+#include "aware.h"
 #include "log.h"
 #include "map.h"
 #include "merge.h"
+#include "metrics.h"
 #include "pack.h"
 
 #define RANGE_PAGE 500     /* stream entries read per catch-up request */
 #define MAX_ATTEMPTS 8     /* computations of one batch before giving up */
 #define ROOM_SWEEP_MS 5000 /* how often rooms without members are freed */
 #define ROOM_IDLE_MS 10000 /* how long a room stays cached with no member */
+#define PRESENCE_GAP_MS 50 /* least time between two states of one entry */
 
 typedef enum {
     ROOM_SUBSCRIBING, /* waiting for the SUBSCRIBE confirmation */
@@ -47,13 +54,20 @@ typedef struct {
     int resume;    /* joined with since: replay the stream after seq */
     int replaying; /* a stream read for this member is in flight */
     int resumed_sent; /* the "resumed" reply went out */
+    char key[PROTO_ID_MAX + 1]; /* of the presence entry and the claims */
+    int has_entry;     /* the entry was written or is being written */
+    json_t *pending;   /* presence state waiting for PRESENCE_GAP_MS */
+    uint64_t state_at; /* loop time the last state was sent to Redis */
 } member_t;
 
 typedef struct batch {
     struct batch *next;
     room_t *room;
     sess_t *sess; /* NULL once the connection closed */
+    const room_sink_t *sink; /* replies when no session sent it */
+    void *sink_arg;
     jwt_role_t role; /* the writer's role in the room when it sent */
+    int enforced;    /* computed under enforced claims */
     msg_t msg;
     int attempts;
 } batch_t;
@@ -65,6 +79,7 @@ struct room {
     uint64_t seq;
     uint64_t seen_seq;   /* highest seq seen on the channel */
     map_t objs;          /* id -> obj_t*, tombstones included */
+    aware_t *aware;      /* presence and claims */
     member_t *members;
     size_t nmembers, cap_members;
     batch_t *waiting;    /* FIFO of batches not yet computed */
@@ -82,8 +97,14 @@ static uv_timer_t sweep_timer;
 static map_t rooms;
 static size_t in_flight_count;
 
+static char conn_prefix[20]; /* random per process, so keys never repeat */
+static uv_timer_t beat_timer;     /* renews presence entries */
+static uv_timer_t flush_timer;    /* sends presence states that waited */
+static size_t pending_states;     /* members with a state waiting */
+
 static void room_advance(room_t *r);
 static void pump(room_t *r);
+static void on_beat(uv_timer_t *t);
 
 /* Registry */
 
@@ -92,19 +113,32 @@ static void sweep(uv_timer_t *t);
 int room_module_init(uv_loop_t *uv_loop, const config_t *config,
                      store_t *st)
 {
+    uint32_t nonce[2];
+
     cfg = config;
     store = st;
     loop = uv_loop;
     map_init(&rooms);
     uv_timer_init(loop, &sweep_timer);
     uv_timer_start(&sweep_timer, sweep, ROOM_SWEEP_MS, ROOM_SWEEP_MS);
+    if (getrandom(nonce, sizeof(nonce), 0) != sizeof(nonce))
+        nonce[0] = (uint32_t)uv_hrtime(), nonce[1] = (uint32_t)getpid();
+    snprintf(conn_prefix, sizeof(conn_prefix), "%08x%08x", nonce[0],
+             nonce[1]);
+    uv_timer_init(loop, &flush_timer);
+    uv_timer_init(loop, &beat_timer);
+    uv_timer_start(&beat_timer, on_beat, cfg->presence_ttl_s * 1000 / 3,
+                   cfg->presence_ttl_s * 1000 / 3);
     return 0;
 }
 
 void room_module_stop(void)
 {
-    if (!uv_is_closing((uv_handle_t *)&sweep_timer))
+    if (!uv_is_closing((uv_handle_t *)&sweep_timer)) {
         uv_close((uv_handle_t *)&sweep_timer, NULL);
+        uv_close((uv_handle_t *)&beat_timer, NULL);
+        uv_close((uv_handle_t *)&flush_timer, NULL);
+    }
 }
 
 static void free_obj_entry(const char *key, void *value, void *arg)
@@ -117,6 +151,10 @@ static void free_batches(batch_t *b)
     while (b) {
         batch_t *next = b->next;
 
+        /* A sink frees its request when it is told. */
+        if (b->sink)
+            b->sink->fail(MSG_ERR_UNAVAILABLE, "the server is stopping",
+                          b->sink_arg);
         msg_clear(&b->msg);
         free(b);
         b = next;
@@ -129,8 +167,11 @@ static void free_room(const char *key, void *value, void *arg)
 
     map_each(&r->objs, free_obj_entry, NULL);
     map_free(&r->objs);
+    for (size_t i = 0; i < r->nmembers; i++)
+        json_decref(r->members[i].pending);
     free(r->members);
     free_batches(r->waiting);
+    aware_free(r->aware);
     free(r);
 }
 
@@ -204,13 +245,20 @@ static room_t *get_room(const char *name, int create)
         return NULL;
     snprintf(r->name, sizeof(r->name), "%s", name);
     map_init(&r->objs);
+    r->aware = aware_new(name);
+    if (!r->aware) {
+        free(r);
+        return NULL;
+    }
     r->state = ROOM_SUBSCRIBING;
     if (map_put(&rooms, name, r, NULL) < 0) {
+        aware_free(r->aware);
         free(r);
         return NULL;
     }
     if (store_subscribe(store, name) < 0) {
         map_remove(&rooms, name);
+        aware_free(r->aware);
         free(r);
         return NULL;
     }
@@ -242,12 +290,16 @@ static int add_member(room_t *r, sess_t *s)
     return 0;
 }
 
+static void drop_entry(room_t *r, member_t *m);
+
 static void remove_member(room_t *r, sess_t *s)
 {
     member_t *m = find_member(r, s);
 
-    if (m)
+    if (m) {
+        drop_entry(r, m);
         *m = r->members[--r->nmembers];
+    }
     if (r->nmembers == 0)
         r->idle_since = uv_now(loop);
     for (size_t i = 0; i < s->nrooms; i++) {
@@ -279,6 +331,10 @@ static json_t *snapshot_json(room_t *r, int reset)
                     r->name, "seq", (json_int_t)r->seq, "objects", objects);
     if (msg && reset)
         json_object_set_new(msg, "reset", json_true());
+    if (msg && aware_describe(r->aware, msg) < 0) {
+        json_decref(msg);
+        return NULL;
+    }
     return msg;
 }
 
@@ -292,6 +348,8 @@ static void serve_members(room_t *r)
     wire_t plain, reset;
     int built[2] = {0, 0};
 
+    if (!aware_loaded(r->aware))
+        return;
     for (size_t i = 0; i < r->nmembers; i++) {
         member_t *m = &r->members[i];
         wire_t *slot;
@@ -316,7 +374,13 @@ static void serve_members(room_t *r)
                             r->name);
             continue;
         }
-        sess_send_wire(m->sess, slot);
+        /* A snapshot may be larger than the queue limit, so it goes paced
+         * unless another paced message still waits: a client that joins
+         * again and again without reading is then closed. */
+        if (m->sess->paced_bytes == 0)
+            sess_send_wire_paced(m->sess, slot);
+        else
+            sess_send_wire(m->sess, slot);
         m->ready = 1;
         m->reset = 0;
         m->resume = 0;
@@ -363,6 +427,7 @@ static void fan_out(room_t *r, uint64_t seq, json_t *body)
             continue;
         m->seq = seq;
         sess_send_wire(m->sess, &w);
+        metrics.events_sent++;
     }
     wire_clear(&w);
 }
@@ -573,12 +638,15 @@ static void room_advance(room_t *r)
     pump(r);
 }
 
+static void start_aware_load(room_t *r);
+
 void room_on_subscribed(const char *name, void *arg)
 {
     room_t *r = get_room(name, 0);
 
     if (!r)
         return;
+    start_aware_load(r);
     if (r->loaded)
         start_catch_up(r);
     else
@@ -672,10 +740,15 @@ static int replay_entry(room_t *r, member_t *m, const store_entry_t *e)
  * seq is the room's seq the replay runs up to. */
 static void send_resumed(room_t *r, member_t *m, uint64_t seq)
 {
-    sess_send_json(m->sess, json_pack("{s:s, s:s, s:I, s:I}", "type",
-                                      "resumed", "room", r->name, "since",
-                                      (json_int_t)m->seq, "seq",
-                                      (json_int_t)seq));
+    json_t *msg = json_pack("{s:s, s:s, s:I, s:I}", "type", "resumed",
+                            "room", r->name, "since", (json_int_t)m->seq,
+                            "seq", (json_int_t)seq);
+
+    if (msg && aware_describe(r->aware, msg) < 0) {
+        json_decref(msg);
+        msg = NULL;
+    }
+    sess_send_json(m->sess, msg);
     m->resumed_sent = 1;
 }
 
@@ -818,6 +891,424 @@ static void start_replay(room_t *r, member_t *m)
     r->requests++;
 }
 
+/* Presence and claims */
+
+
+/* A Redis call made for one member, found again by its session id. */
+typedef struct {
+    room_t *room;
+    uint64_t sess_id;
+    uint64_t ref;
+    msg_target_t target;
+    uint64_t ttl;
+} aware_req_t;
+
+static void conn_of(const sess_t *s, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s-%" PRIu64, conn_prefix, s->id);
+}
+
+static void emit_aware(json_t *msg, void *arg)
+{
+    room_t *r = arg;
+    wire_t w;
+
+    wire_init(&w, msg);
+    for (size_t i = 0; i < r->nmembers; i++)
+        if (r->members[i].ready)
+            sess_send_wire(r->members[i].sess, &w);
+    wire_clear(&w);
+}
+
+void room_on_aware(const char *name, const char *json, size_t len, void *arg)
+{
+    room_t *r = get_room(name, 0);
+
+    (void)arg;
+    if (r)
+        aware_on_announce(r->aware, json, len, emit_aware, r);
+}
+
+static void beat_room(const char *key, void *value, void *arg);
+
+static void on_aware_load(int status, const struct redisReply *reply,
+                          void *arg)
+{
+    room_t *r = arg;
+
+    r->requests--;
+    if (status < 0 || aware_load_reply(r->aware, reply, emit_aware, r) < 0) {
+        log_warn("room", "room %s: cannot load presence and claims; "
+                 "retrying when Redis is back", r->name);
+        store_resync(store);
+        return;
+    }
+
+    /* Sweeps at once: no instance may have served the room for a while,
+     * so entries of a crashed one can be waiting. */
+    beat_room(r->name, r, NULL);
+    if (r->state == ROOM_READY) {
+        serve_members(r);
+        pump(r);
+    }
+}
+
+static void start_aware_load(room_t *r)
+{
+    aware_unload(r->aware);
+    if (aware_load(store, r->name, on_aware_load, r) == 0)
+        r->requests++;
+}
+
+static aware_req_t *new_req(room_t *r, const sess_t *s, const msg_t *msg)
+{
+    aware_req_t *req = calloc(1, sizeof(*req));
+
+    if (!req)
+        return NULL;
+    req->room = r;
+    req->sess_id = s->id;
+    if (msg) {
+        req->ref = msg->ref;
+        req->target = msg->target;
+        req->ttl = msg->ttl;
+    }
+    r->requests++;
+    return req;
+}
+
+/* Ends a request: returns its member, or NULL when it left. */
+static member_t *end_req(aware_req_t *req)
+{
+    req->room->requests--;
+    return find_member_by_id(req->room, req->sess_id);
+}
+
+static void on_state_set(int status, const struct redisReply *reply,
+                         void *arg)
+{
+    aware_req_t *req = arg;
+    member_t *m = end_req(req);
+    const char *outcome = status == 0 ? aware_reply_word(reply) : NULL;
+
+    if (m && outcome && strcmp(outcome, "forbidden") == 0) {
+        m->has_entry = 0;
+        sess_send_error(m->sess, MSG_ERR_FORBIDDEN, req->room->name, 0,
+                        "presence key %s belongs to another user; join "
+                        "room %s with another actor", m->key,
+                        req->room->name);
+    } else if (m && outcome && strcmp(outcome, "moved") == 0) {
+        m->has_entry = 0; /* another connection took the entry over */
+    } else if (status < 0) {
+        log_warn("room", "room %s: cannot set a presence state", 
+                 req->room->name);
+    }
+    free(req);
+}
+
+/* Sends a member's state (borrowed) to Redis. Returns 0 or a negative
+ * code. */
+static int send_state(room_t *r, member_t *m, json_t *state, int joining)
+{
+    const sess_t *s = m->sess;
+    char conn[64], *text;
+    json_t *entry = json_pack("{s:s, s:s}", "client", m->key, "sub",
+                              s->claims.sub);
+    aware_req_t *req;
+    int rc = -ENOMEM;
+
+    if (entry && s->claims.name[0])
+        json_object_set_new(entry, "name", json_string(s->claims.name));
+    if (entry)
+        json_object_set(entry, "state", state);
+    text = entry ? json_dumps(entry, JSON_COMPACT) : NULL;
+    json_decref(entry);
+    req = text ? new_req(r, s, NULL) : NULL;
+    if (req) {
+        conn_of(s, conn, sizeof(conn));
+        rc = aware_set(store, r->name, m->key, conn, s->claims.sub, text,
+                       cfg->presence_ttl_s * 1000, joining, on_state_set,
+                       req);
+        if (rc < 0) {
+            r->requests--;
+            free(req);
+        }
+    }
+    free(text);
+    m->state_at = uv_now(loop);
+    return rc;
+}
+
+/* Creates the member's presence entry when it joins. */
+static void start_entry(room_t *r, member_t *m, const msg_t *join)
+{
+    json_t *empty = json_object();
+
+    if (m->has_entry)
+        return;
+    if (join->has_actor) {
+        snprintf(m->key, sizeof(m->key), "%s", join->actor);
+    } else {
+        conn_of(m->sess, m->key, sizeof(m->key));
+        sess_send_json(m->sess, json_pack("{s:s, s:s, s:s}", "type",
+                                          "joined", "room", r->name,
+                                          "client", m->key));
+    }
+    m->has_entry = empty && send_state(r, m, empty, 1) == 0;
+    json_decref(empty);
+}
+
+static void drop_entry(room_t *r, member_t *m)
+{
+    char conn[64];
+
+    if (m->pending) {
+        json_decref(m->pending);
+        m->pending = NULL;
+        pending_states--;
+    }
+    if (!m->has_entry)
+        return;
+    m->has_entry = 0;
+    conn_of(m->sess, conn, sizeof(conn));
+    if (aware_drop(store, r->name, m->key, conn,
+                   cfg->claim_grace_s * 1000) < 0)
+        log_info("room", "room %s: presence of %s is left to expire",
+                 r->name, m->key);
+}
+
+static void flush_member(room_t *r, member_t *m)
+{
+    json_t *state = m->pending;
+
+    m->pending = NULL;
+    pending_states--;
+    if (m->has_entry)
+        send_state(r, m, state, 0);
+    json_decref(state);
+}
+
+static void flush_room(const char *key, void *value, void *arg)
+{
+    room_t *r = value;
+    uint64_t now = uv_now(loop);
+
+    (void)key;
+    (void)arg;
+    for (size_t i = 0; i < r->nmembers; i++) {
+        member_t *m = &r->members[i];
+
+        if (m->pending && now - m->state_at >= PRESENCE_GAP_MS)
+            flush_member(r, m);
+    }
+}
+
+static void on_flush(uv_timer_t *t)
+{
+    map_each(&rooms, flush_room, NULL);
+    if (pending_states == 0)
+        uv_timer_stop(t);
+}
+
+void room_presence(sess_t *s, msg_t *msg)
+{
+    room_t *r = get_room(msg->room, 0);
+    member_t *m = r ? find_member(r, s) : NULL;
+
+    if (!m) {
+        sess_send_error(s, MSG_ERR_NOT_JOINED, msg->room, 0,
+                        "join room %s before setting presence in it",
+                        msg->room);
+        return;
+    }
+    if (!m->pending)
+        pending_states++;
+    json_decref(m->pending);
+    m->pending = msg->state;
+    msg->state = NULL;
+    if (uv_now(loop) - m->state_at >= PRESENCE_GAP_MS)
+        flush_member(r, m);
+    else if (!uv_is_active((uv_handle_t *)&flush_timer))
+        uv_timer_start(&flush_timer, on_flush, PRESENCE_GAP_MS / 2,
+                       PRESENCE_GAP_MS / 2);
+}
+
+/* Renews the entries of this instance's members and sweeps the room. */
+static void beat_room(const char *key, void *value, void *arg)
+{
+    room_t *r = value;
+    const char **keys = calloc(r->nmembers + 1, sizeof(*keys));
+    char (*conns)[64] = calloc(r->nmembers + 1, sizeof(*conns));
+    const char **conn_ptrs = calloc(r->nmembers + 1, sizeof(*conn_ptrs));
+    size_t n = 0;
+
+    (void)key;
+    (void)arg;
+    for (size_t i = 0; keys && conns && conn_ptrs && i < r->nmembers; i++) {
+        member_t *m = &r->members[i];
+
+        if (!m->has_entry)
+            continue;
+        conn_of(m->sess, conns[n], sizeof(conns[n]));
+        conn_ptrs[n] = conns[n];
+        keys[n++] = m->key;
+    }
+    if (keys && conns && conn_ptrs && store_is_up(store))
+        aware_beat(store, r->name, cfg->presence_ttl_s * 1000,
+                   cfg->claim_grace_s * 1000, keys, conn_ptrs, n);
+    free(keys);
+    free(conns);
+    free(conn_ptrs);
+}
+
+static void on_beat(uv_timer_t *t)
+{
+    (void)t;
+    map_each(&rooms, beat_room, NULL);
+}
+
+/* Sends a claim_ack or release_ack. */
+static void send_claim_ack(member_t *m, const aware_req_t *req,
+                           const char *type, const char *status,
+                           json_t *holder)
+{
+    json_t *msg = json_pack("{s:s, s:s, s:I, s:s, s:o}", "type", type,
+                            "room", req->room->name, "ref",
+                            (json_int_t)req->ref, "status", status,
+                            "target", aware_target_json(&req->target));
+
+    if (msg && strcmp(status, "granted") == 0)
+        json_object_set_new(msg, "ttl", json_integer((json_int_t)req->ttl));
+    if (msg && holder) {
+        json_object_del(holder, "ttl");
+        json_object_set(msg, "holder", holder);
+    }
+    sess_send_json(m->sess, msg);
+}
+
+static void on_claim_reply(int status, const struct redisReply *reply,
+                           void *arg)
+{
+    aware_req_t *req = arg;
+    member_t *m = end_req(req);
+    const char *outcome = status == 0 ? aware_reply_word(reply) : NULL;
+    json_t *holder;
+
+    if (!m) {
+        free(req);
+        return;
+    }
+    if (!outcome) {
+        sess_send_error(m->sess, MSG_ERR_UNAVAILABLE, req->room->name, 0,
+                        "the claim was not decided: Redis did not answer; "
+                        "retry");
+    } else if (strcmp(outcome, "full") == 0) {
+        sess_send_error(m->sess, MSG_ERR_TOO_LARGE, req->room->name, 0,
+                        "room %s holds %d claims, the limit; release some "
+                        "first", req->room->name, AWARE_CLAIMS_MAX);
+    } else if (strcmp(outcome, "denied") == 0) {
+        holder = aware_reply_holder(reply);
+        send_claim_ack(m, req, "claim_ack", "denied", holder);
+        json_decref(holder);
+    } else {
+        send_claim_ack(m, req, "claim_ack", "granted", NULL);
+    }
+    free(req);
+}
+
+static void on_release_reply(int status, const struct redisReply *reply,
+                             void *arg)
+{
+    aware_req_t *req = arg;
+    member_t *m = end_req(req);
+    const char *outcome = status == 0 ? aware_reply_word(reply) : NULL;
+
+    if (m && !outcome)
+        sess_send_error(m->sess, MSG_ERR_UNAVAILABLE, req->room->name, 0,
+                        "the release was not done: Redis did not answer; "
+                        "retry");
+    else if (m)
+        send_claim_ack(m, req, "release_ack", outcome, NULL);
+    free(req);
+}
+
+/* Builds the JSON text of a claim by m. Returns NULL on failure. */
+static char *claim_text(const member_t *m, const msg_t *msg)
+{
+    json_t *claim = json_pack("{s:o, s:s, s:s}", "target",
+                              aware_target_json(&msg->target), "client",
+                              m->key, "sub", m->sess->claims.sub);
+    char *text;
+
+    if (claim && m->sess->claims.name[0])
+        json_object_set_new(claim, "name",
+                            json_string(m->sess->claims.name));
+    if (claim)
+        json_object_set_new(claim, "ttl", json_integer((json_int_t)msg->ttl));
+    text = claim ? json_dumps(claim, JSON_COMPACT) : NULL;
+    json_decref(claim);
+    return text;
+}
+
+/* Returns the member of s that may claim in msg's room, or NULL after
+ * sending the error. */
+static member_t *claimer(sess_t *s, const msg_t *msg, room_t **out)
+{
+    room_t *r = get_room(msg->room, 0);
+    member_t *m = r ? find_member(r, s) : NULL;
+    jwt_role_t role;
+
+    if (!m) {
+        sess_send_error(s, MSG_ERR_NOT_JOINED, msg->room, 0,
+                        "join room %s before claiming in it", msg->room);
+        return NULL;
+    }
+    if (jwt_room_role(&s->claims, r->name, &role) < 0 ||
+        role == JWT_ROLE_VIEWER) {
+        sess_send_error(s, MSG_ERR_FORBIDDEN, msg->room, 0,
+                        "role viewer may not claim in room %s", msg->room);
+        return NULL;
+    }
+    if (!m->has_entry) {
+        sess_send_error(s, MSG_ERR_FORBIDDEN, msg->room, 0,
+                        "the connection has no presence entry in room %s; "
+                        "join it again", msg->room);
+        return NULL;
+    }
+    *out = r;
+    return m;
+}
+
+void room_claim(sess_t *s, msg_t *msg)
+{
+    room_t *r = NULL;
+    member_t *m = claimer(s, msg, &r);
+    aware_req_t *req;
+    char *text;
+    int rc = -ENOMEM;
+
+    if (!m)
+        return;
+    req = new_req(r, s, msg);
+    text = msg->type == MSG_CLAIM ? claim_text(m, msg) : NULL;
+    if (req && msg->type == MSG_RELEASE)
+        rc = aware_release(store, r->name, &msg->target, m->key,
+                           on_release_reply, req);
+    else if (req && text)
+        rc = aware_claim(store, r->name, &msg->target, m->key, text,
+                         msg->ttl, on_claim_reply, req);
+    free(text);
+    if (rc < 0) {
+        if (req) {
+            r->requests--;
+            free(req);
+        }
+        sess_send_error(s, MSG_ERR_UNAVAILABLE, msg->room, 0,
+                        "cannot reach Redis to decide the %s; retry",
+                        msg->type == MSG_CLAIM ? "claim" : "release");
+    }
+}
+
 /* Joining and leaving */
 
 /* Adds r to the rooms of s. Returns 0 or -ENOMEM. */
@@ -864,6 +1355,7 @@ static int enter(room_t *r, sess_t *s, const msg_t *join)
     m->resume = join->has_since;
     m->resumed_sent = 0;
     m->seq = join->has_since ? join->since : 0;
+    start_entry(r, m, join);
     return 0;
 }
 
@@ -978,9 +1470,31 @@ static void fail_followers(batch_t *b, msg_err_t code)
         r->waiting_tail = w;
 }
 
+/* Sends an error about batch b to whoever sent it. */
+static void reply_error(batch_t *b, msg_err_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void reply_error(batch_t *b, msg_err_t code, const char *fmt, ...)
+{
+    char text[PROTO_ERR_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (b->sess)
+        sess_send_error(b->sess, code, b->room->name, b->msg.opseq, "%s",
+                        text);
+    else if (b->sink)
+        b->sink->fail(code, text, b->sink_arg);
+}
+
 static void fail_batch(batch_t *b, msg_err_t code, const char *why)
 {
-    if (b->sess) {
+    if (b->sink) {
+        reply_error(b, code, "batch %" PRIu64 " of actor %s was not "
+                    "applied: %s", b->msg.opseq, b->msg.actor, why);
+    } else if (b->sess) {
         sess_send_error(b->sess, code, b->room->name, b->msg.opseq,
                         "batch %" PRIu64 " of actor %s was not applied: %s",
                         b->msg.opseq, b->msg.actor, why);
@@ -1039,11 +1553,14 @@ static void apply_locally(apply_t *a, uint64_t seq)
 
 static void send_ack(batch_t *b, json_t *ack, uint64_t seq)
 {
-    if (!b->sess)
+    if (!b->sess && !b->sink)
         return;
     if (seq > 0)
         json_object_set_new(ack, "seq", json_integer((json_int_t)seq));
-    sess_send_json(b->sess, json_incref(ack));
+    if (b->sess)
+        sess_send_json(b->sess, json_incref(ack));
+    else
+        b->sink->ack(ack, b->sink_arg);
 }
 
 /* Replies to a batch seen before with the ack of its first arrival. */
@@ -1054,15 +1571,14 @@ static void send_stored_ack(batch_t *b, uint64_t seq, const char *results,
     json_t *list = NULL;
     json_t *ack;
 
-    if (!b->sess)
+    if (!b->sess && !b->sink)
         return;
     if (unpack_json(results, len, PACK_DEPTH_MAX, &list, err,
                     sizeof(err)) < 0) {
         log_error("room", "room %s: unreadable stored ack of %s/%" PRIu64
                   ": %s", b->room->name, b->msg.actor, b->msg.opseq, err);
-        sess_send_error(b->sess, MSG_ERR_INTERNAL, b->room->name,
-                        b->msg.opseq, "the stored ack of this batch is "
-                        "unreadable");
+        reply_error(b, MSG_ERR_INTERNAL, "the stored ack of this batch is "
+                    "unreadable");
         return;
     }
     ack = json_pack("{s:s, s:s, s:I, s:o}", "type", "ack", "room",
@@ -1071,6 +1587,20 @@ static void send_stored_ack(batch_t *b, uint64_t seq, const char *results,
     if (ack)
         send_ack(b, ack, seq);
     json_decref(ack);
+}
+
+/* Adds the results of an answered batch to the metrics. */
+static void count_results(const batch_t *b, const merge_out_t *out)
+{
+    metrics_source_t src = b->sink ? METRICS_HTTP : METRICS_WS;
+
+    metrics.batches[src]++;
+    for (size_t i = 0; i < b->msg.nops; i++) {
+        const op_result_t *res = &out->results[i];
+
+        metrics.ops[src][res->status]++;
+        metrics.conflicts += json_array_size(res->conflicts);
+    }
 }
 
 static void on_apply(int status, store_outcome_t outcome, uint64_t seq,
@@ -1085,7 +1615,10 @@ static void on_apply(int status, store_outcome_t outcome, uint64_t seq,
     if (status < 0) {
         fail_batch(b, MSG_ERR_UNAVAILABLE, "Redis did not apply it; retry");
     } else if (outcome == STORE_STALE) {
-        /* Another write came first: catch up, then compute again. */
+        /* Another write came first: catch up, then compute again. Under
+         * enforced claims the claims may be what changed. */
+        if (b->enforced)
+            start_aware_load(r);
         b->next = r->waiting;
         r->waiting = b;
         if (!r->waiting_tail)
@@ -1098,15 +1631,13 @@ static void on_apply(int status, store_outcome_t outcome, uint64_t seq,
         send_stored_ack(b, seq, results, len);
         free_batch(b);
     } else if (outcome == STORE_TOO_OLD) {
-        if (b->sess)
-            sess_send_error(b->sess, MSG_ERR_STALE_OPSEQ, r->name,
-                            b->msg.opseq,
-                            "batch %" PRIu64 " of actor %s is older than "
-                            "the acks this room keeps; read the room's "
-                            "state instead of resending it",
-                            b->msg.opseq, b->msg.actor);
+        reply_error(b, MSG_ERR_STALE_OPSEQ,
+                    "batch %" PRIu64 " of actor %s is older than the acks "
+                    "this room keeps; read the room's state instead of "
+                    "resending it", b->msg.opseq, b->msg.actor);
         free_batch(b);
     } else {
+        count_results(b, &a->out);
         if (seq > 0)
             apply_locally(a, seq);
         send_ack(b, a->ack, seq);
@@ -1204,6 +1735,11 @@ static int collect_reads(room_t *r, apply_t *a, store_write_t *reads,
         rc = add_read(r, &seen, m->ops[i].id, reads, nreads);
     if (rc == 0)
         rc = add_read(r, &seen, OBJ_ROOM_ID, reads, nreads);
+    if (rc == 0 && a->batch->enforced)
+        reads[(*nreads)++] = (store_write_t){
+            .id = AWARE_CLAIMS_ID,
+            .expected_rev = aware_claims_rev(r->aware),
+        };
     map_free(&seen);
     return rc;
 }
@@ -1215,7 +1751,7 @@ static int submit(batch_t *b, apply_t *a)
     msgpack_sbuffer results, body;
     msgpack_sbuffer *blobs = calloc(n + 1, sizeof(*blobs));
     store_write_t *writes = calloc(n + 1, sizeof(*writes));
-    store_write_t *reads = calloc(b->msg.nops + 1, sizeof(*reads));
+    store_write_t *reads = calloc(b->msg.nops + 2, sizeof(*reads));
     store_batch_t sb;
     int rc = -ENOMEM;
 
@@ -1252,12 +1788,57 @@ static int submit(batch_t *b, apply_t *a)
     return rc;
 }
 
+/* The access check of a batch: the writer's role, then the claims of
+ * other clients when the room enforces them. */
+typedef struct {
+    const batch_t *batch;
+    const char *client;
+    char why[PROTO_ERR_MAX];
+} permit_arg_t;
+
+static const char *permit_op(const msg_t *batch, const op_t *op,
+                             const obj_t *cur, void *arg, const char **reason)
+{
+    permit_arg_t *pa = arg;
+    const char *why = authz_check_op(batch, op, (void *)&pa->batch->role);
+
+    if (why || !pa->batch->enforced)
+        return why;
+    why = aware_blocker(pa->batch->room->aware, op, cur, pa->client, pa->why,
+                        sizeof(pa->why));
+    if (why)
+        *reason = "claimed";
+    return why;
+}
+
+/* Returns 1 when the room's settings say claims are enforced. */
+static int claims_enforced(room_t *r)
+{
+    const obj_t *settings = map_get(&r->objs, OBJ_ROOM_ID);
+    const char *mode;
+
+    if (!settings || settings->deleted)
+        return 0;
+    mode = json_string_value(json_object_get(settings->fields, "claims"));
+    return mode && strcmp(mode, "enforced") == 0;
+}
+
+/* The presence key a batch writes as: its member's, else its actor. */
+static const char *writer_key(room_t *r, const batch_t *b)
+{
+    member_t *m = b->sess ? find_member(r, b->sess) : NULL;
+
+    return m && m->has_entry ? m->key : b->msg.actor;
+}
+
 static void batch_run(batch_t *b)
 {
     room_t *r = b->room;
-    merge_permit_t permit = {.fn = authz_check_op, .arg = &b->role};
+    permit_arg_t pa = {.batch = b, .client = writer_key(r, b)};
+    merge_permit_t permit = {.fn = permit_op, .arg = &pa};
     apply_t *a;
 
+    b->enforced = claims_enforced(r);
     if (++b->attempts > MAX_ATTEMPTS) {
         fail_batch(b, MSG_ERR_UNAVAILABLE,
                    "the objects kept changing while it was applied; retry");
@@ -1291,7 +1872,8 @@ static void batch_run(batch_t *b)
  * NOTE: one al_apply per room is in flight at a time on an instance. */
 static void pump(room_t *r)
 {
-    while (r->state == ROOM_READY && !r->in_flight && r->waiting) {
+    while (r->state == ROOM_READY && aware_loaded(r->aware) &&
+           !r->in_flight && r->waiting) {
         batch_t *b = r->waiting;
 
         r->waiting = b->next;
@@ -1332,4 +1914,65 @@ void room_submit(sess_t *s, msg_t *msg)
         r->waiting = b;
     r->waiting_tail = b;
     pump(r);
+}
+
+int room_submit_sink(const char *name, msg_t *msg, jwt_role_t role,
+                     const room_sink_t *sink, void *arg)
+{
+    room_t *r = get_room(name, 1);
+    batch_t *b;
+
+    if (!r)
+        return store_is_up(store) ? -ENOMEM : -ENOTCONN;
+    b = calloc(1, sizeof(*b));
+    if (!b)
+        return -ENOMEM;
+    b->room = r;
+    b->sink = sink;
+    b->sink_arg = arg;
+    b->role = role;
+    b->msg = *msg;
+    msg_init(msg);
+
+    /* Batches of sessions and sinks share the room's queue, so both are
+     * computed in arrival order against the same cache. */
+    if (r->waiting_tail)
+        r->waiting_tail->next = b;
+    else
+        r->waiting = b;
+    r->waiting_tail = b;
+    pump(r);
+    return 0;
+}
+
+static void add_members(const char *key, void *value, void *arg)
+{
+    *(size_t *)arg += ((room_t *)value)->nmembers;
+}
+
+size_t room_member_count(void)
+{
+    size_t n = 0;
+
+    map_each(&rooms, add_members, &n);
+    return n;
+}
+
+size_t room_members_in(const char *name)
+{
+    room_t *r = get_room(name, 0);
+
+    return r ? r->nmembers : 0;
+}
+
+void room_on_deleted(const char *name, void *arg)
+{
+    room_t *r = get_room(name, 0);
+
+    /* A room still subscribing or loading reads the new state anyway. */
+    if (!r || !r->loaded)
+        return;
+    log_info("room", "room %s: deleted; reloading", name);
+    r->seen_seq = 0;
+    start_load(r);
 }

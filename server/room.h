@@ -40,11 +40,51 @@ void room_on_message(const char *room, uint64_t seq, const char *body,
  * reply and the events after join->since, follow when the room is ready. */
 void room_join(sess_t *s, const msg_t *join);
 
+/* Sets the presence state of s in a room (msg->state is taken). */
+void room_presence(sess_t *s, msg_t *msg);
+
+/* Claims or releases a target for s (a claim or release message). */
+void room_claim(sess_t *s, msg_t *msg);
+
+/* The store's notification of a presence or claim change. */
+void room_on_aware(const char *room, const char *json, size_t len,
+                   void *arg);
+
 /* Removes s from name and sends "left". */
 void room_leave(sess_t *s, const char *name);
 
 /* Applies a batch from s. Takes over msg's contents (msg is cleared). */
 void room_submit(sess_t *s, msg_t *msg);
+
+/* Where the reply to a batch goes when no WebSocket session sent it, such
+ * as an HTTP request. Exactly one of the two is called, once, on the loop
+ * thread; the arguments are valid during the call only. */
+typedef struct {
+    /* The batch was answered: ack is the "ack" message as a session gets
+     * it (also for a batch seen before). */
+    void (*ack)(const json_t *ack, void *arg);
+    /* Nothing of the batch was applied: code and message say why. */
+    void (*fail)(msg_err_t code, const char *message, void *arg);
+} room_sink_t;
+
+/* Applies a batch to room name through the same path as room_submit(),
+ * for a writer with role, and replies through sink (which must outlive
+ * the call of one of its functions). Takes over msg's contents. Returns 0,
+ * or a negative code when the room cannot be opened (Redis is down, or no
+ * memory); the sink is then not called. */
+int room_submit_sink(const char *name, msg_t *msg, jwt_role_t role,
+                     const room_sink_t *sink, void *arg);
+
+/* Returns the number of room memberships of the sessions on this
+ * instance. */
+size_t room_member_count(void);
+
+/* Returns the number of members of room name on this instance. */
+size_t room_members_in(const char *name);
+
+/* Reloads room name from Redis when it is cached here, after its data
+ * was deleted: its members get a snapshot marked reset. */
+void room_on_deleted(const char *name, void *arg);
 
 /* Removes s from every room and detaches it from its batches in flight. */
 void room_drop_session(sess_t *s);

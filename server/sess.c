@@ -18,6 +18,7 @@
 #include "auth.h"
 #include "log.h"
 #include "map.h"
+#include "metrics.h"
 #include "room.h"
 
 #define RX_KEEP_MAX 65536     /* receive buffer kept between messages */
@@ -85,6 +86,7 @@ static void drop_queue(sess_t *s)
     }
     s->out_tail = NULL;
     s->out_bytes = 0;
+    s->paced_bytes = 0;
 }
 
 void sess_close(sess_t *s, int code, const char *reason)
@@ -103,18 +105,22 @@ size_t sess_close_all(void)
     return nsessions;
 }
 
-static void enqueue(sess_t *s, buf_t *b);
+static void enqueue(sess_t *s, buf_t *b, int paced);
 
 void sess_send(sess_t *s, buf_t *b)
 {
+    size_t counted = s->out_bytes - s->paced_bytes;
+
     if (s->close_code)
         return;
     /* An empty queue takes any message, so a snapshot larger than the
-     * limit still reaches a client that reads. */
-    if (s->out_bytes > 0 && s->out_bytes + b->len > cfg->max_queue) {
+     * limit still reaches a client that reads. Paced messages do not count
+     * against the limit: their producers wait for the queue to drain. */
+    if (s->out_bytes > 0 && counted + b->len > cfg->max_queue) {
         log_warn("sess", "c%" PRIu64 ": closing a slow client: %zu bytes "
                  "queued, limit %zu", s->id, s->out_bytes, cfg->max_queue);
         drop_queue(s);
+        metrics.slow_closes++;
         sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                    "outbound queue over its limit");
 
@@ -124,13 +130,13 @@ void sess_send(sess_t *s, buf_t *b)
                         SLOW_CLOSE_GRACE_S);
         return;
     }
-    enqueue(s, b);
+    enqueue(s, b, 0);
 }
 
 void sess_send_paced(sess_t *s, buf_t *b)
 {
     if (!s->close_code)
-        enqueue(s, b);
+        enqueue(s, b, 1);
 }
 
 int sess_backlogged(const sess_t *s)
@@ -167,7 +173,7 @@ static void drained(sess_t *s)
     }
 }
 
-static void enqueue(sess_t *s, buf_t *b)
+static void enqueue(sess_t *s, buf_t *b, int paced)
 {
     sess_out_t *o = malloc(sizeof(*o));
 
@@ -177,12 +183,15 @@ static void enqueue(sess_t *s, buf_t *b)
     }
     o->next = NULL;
     o->buf = buf_ref(b);
+    o->paced = paced;
     if (s->out_tail)
         s->out_tail->next = o;
     else
         s->out_head = o;
     s->out_tail = o;
     s->out_bytes += b->len;
+    if (paced)
+        s->paced_bytes += b->len;
     lws_callback_on_writable(s->wsi);
 }
 
@@ -373,6 +382,13 @@ static void dispatch(sess_t *s)
     case MSG_AUTH:
         refresh_token(s, &msg);
         break;
+    case MSG_PRESENCE:
+        room_presence(s, &msg);
+        break;
+    case MSG_CLAIM:
+    case MSG_RELEASE:
+        room_claim(s, &msg);
+        break;
     }
     msg_clear(&msg);
 }
@@ -488,9 +504,13 @@ static int on_writeable(sess_t *s, struct lws *wsi)
     if (!s->out_head)
         s->out_tail = NULL;
     s->out_bytes -= o->buf->len;
+    if (o->paced)
+        s->paced_bytes -= o->buf->len;
 
     n = lws_write(wsi, o->buf->data, o->buf->len,
                   s->enc == ENC_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+    if (n >= 0)
+        metrics.bytes_sent += o->buf->len;
     buf_unref(o->buf);
     free(o);
     if (n < 0) {

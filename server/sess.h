@@ -23,6 +23,7 @@
 typedef struct sess_out {
     struct sess_out *next;
     buf_t *buf;
+    int paced; /* queued by sess_send_paced() */
 } sess_out_t;
 
 struct room;
@@ -43,7 +44,9 @@ typedef struct sess {
     size_t rx_len, rx_cap;
     int rx_binary;
     sess_out_t *out_head, *out_tail;
-    size_t out_bytes;      /* bytes queued, bounded by max_queue */
+    size_t out_bytes;      /* bytes queued */
+    size_t paced_bytes;    /* of which paced; the rest is bounded by
+                              max_queue */
     int close_code;        /* non-zero once a close is pending */
     int close_sent;        /* the close frame is written */
     char close_reason[64];

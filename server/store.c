@@ -19,6 +19,7 @@
 
 #include "log.h"
 #include "map.h"
+#include "metrics.h"
 #include "redis_uv.h"
 #include "store_lua.h"
 
@@ -47,7 +48,7 @@ struct store {
     map_t subs; /* room -> sub_state_t, cast to a pointer */
 };
 
-typedef enum { REQ_APPLY, REQ_LOAD, REQ_RANGE } req_kind_t;
+typedef enum { REQ_APPLY, REQ_LOAD, REQ_RANGE, REQ_COMMAND } req_kind_t;
 
 /* The state of a channel on the subscriber connection. hiredis 0.14 keeps
  * one callback per channel and drops it when an UNSUBSCRIBE is confirmed,
@@ -68,6 +69,7 @@ typedef struct {
     req_kind_t kind;
     void *cb;
     void *arg;
+    uint64_t sent_us; /* when the command was queued, for the histogram */
 } req_t;
 
 static int connect_both(store_t *st);
@@ -141,21 +143,45 @@ static void drop_connections(store_t *st)
         redisAsyncDisconnect(st->sub);
 }
 
+/* A command sent after each connect. The reply to the one marked last
+ * makes the connection ready. */
+typedef struct {
+    const char *name;
+    int last;
+} setup_step_t;
+
+static setup_step_t step_auth = {"AUTH", 0};
+static setup_step_t step_select = {"SELECT", 0};
+static setup_step_t step_select_last = {"SELECT", 1};
+static setup_step_t step_load = {"FUNCTION LOAD", 1};
+
+static void log_setup_error(const setup_step_t *step, const char *err)
+{
+    /* A restarted Redis replies LOADING while it reads its data. */
+    if (strncmp(err, "LOADING", 7) == 0)
+        log_warn("store", "Redis is loading its data; retrying");
+    else if (strncmp(err, "NOAUTH", 6) == 0)
+        log_error("store", "Redis rejected %s: %s (Redis needs a password: "
+                  "give it in the --redis URL or in --redis-password-file)",
+                  step->name, err);
+    else
+        log_error("store", "Redis rejected %s: %s", step->name, err);
+}
+
 static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     store_t *st = ac->data;
     redisReply *reply = r;
-    int last = priv != NULL;
+    const setup_step_t *step = priv;
 
     if (!reply)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
-        /* A restarted Redis replies LOADING while it reads its data. */
-        if (strncmp(reply->str, "LOADING", 7) == 0)
-            log_warn("store", "Redis is loading its data; retrying");
-        else
-            log_error("store", "Redis rejected start-up command: %s",
-                      reply->str);
+        /* The commands after a failed one fail too: report only the
+         * first. */
+        if (ac->c.flags & REDIS_DISCONNECTING)
+            return;
+        log_setup_error(step, reply->str);
         if (st->done) {
             fail_start(st, -EPROTO);
             return;
@@ -163,7 +189,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
         drop_connections(st);
         return;
     }
-    if (!last)
+    if (!step->last)
         return;
     if (ac == st->cmd)
         st->cmd_ready = 1;
@@ -172,22 +198,52 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
     report_state(st);
 }
 
+/* Sends AUTH when a password is set. It goes first, because Redis rejects
+ * every other command until AUTH succeeds. */
+static void send_auth(store_t *st, redisAsyncContext *ac)
+{
+    const config_t *cfg = st->cfg;
+    const char *argv[] = {"AUTH", cfg->redis_user, cfg->redis_password};
+    size_t len[] = {4, strlen(cfg->redis_user), strlen(cfg->redis_password)};
+    int argc = 3;
+
+    if (!cfg->redis_password[0])
+        return;
+
+    /* Without a user, AUTH takes the password alone. */
+    if (!cfg->redis_user[0]) {
+        argv[1] = argv[2];
+        len[1] = len[2];
+        argc = 2;
+    }
+    redisAsyncCommandArgv(ac, on_setup_reply, &step_auth, argc, argv, len);
+}
+
+/* The function library as FUNCTION LOAD takes it: both parts in one. */
+static char lua_source[sizeof(store_lua_library) + sizeof(store_lua_aware)];
+
 static void send_setup(store_t *st, redisAsyncContext *ac)
 {
     char db[16];
     const char *select_argv[] = {"SELECT", db};
     size_t select_len[] = {6, 0};
-    const char *load_argv[] = {"FUNCTION", "LOAD", "REPLACE",
-                               store_lua_library};
-    size_t load_len[] = {8, 4, 7, sizeof(store_lua_library) - 1};
+    const char *load_argv[] = {"FUNCTION", "LOAD", "REPLACE", lua_source};
+    size_t load_len[] = {8, 4, 7, 0};
+
+    if (!lua_source[0])
+        snprintf(lua_source, sizeof(lua_source), "%s%s", store_lua_library,
+                 store_lua_aware);
+    load_len[3] = strlen(lua_source);
     int is_cmd = ac == st->cmd;
 
+    send_auth(st, ac);
     snprintf(db, sizeof(db), "%d", st->cfg->redis_db);
     select_len[1] = strlen(db);
-    redisAsyncCommandArgv(ac, on_setup_reply, is_cmd ? NULL : st, 2,
+    redisAsyncCommandArgv(ac, on_setup_reply,
+                          is_cmd ? &step_select : &step_select_last, 2,
                           select_argv, select_len);
     if (is_cmd)
-        redisAsyncCommandArgv(ac, on_setup_reply, st, 4, load_argv,
+        redisAsyncCommandArgv(ac, on_setup_reply, &step_load, 4, load_argv,
                               load_len);
 }
 
@@ -467,6 +523,16 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
         char *end;
         uint64_t seq;
 
+        if (p->len >= 2 && p->str[0] == 'A' && p->str[1] == ' ') {
+            if (st->events.aware)
+                st->events.aware(room, p->str + 2, p->len - 2, st->arg);
+            return;
+        }
+        if (p->len == 1 && p->str[0] == 'D') {
+            if (st->events.deleted)
+                st->events.deleted(room, st->arg);
+            return;
+        }
         if (!space) {
             log_warn("store", "room %s: malformed message on channel", room);
             return;
@@ -547,7 +613,15 @@ static req_t *new_req(store_t *st, req_kind_t kind, void *cb, void *arg)
     req->kind = kind;
     req->cb = cb;
     req->arg = arg;
+    req->sent_us = metrics_now_us();
     return req;
+}
+
+/* Records the latency of a command that got a reply. */
+static void observe(const req_t *req, const redisReply *reply)
+{
+    if (reply)
+        metrics_observe_redis(metrics_now_us() - req->sent_us);
 }
 
 static int reply_failed(const redisReply *reply, const char *what)
@@ -604,6 +678,7 @@ static void on_apply_reply(redisAsyncContext *ac, void *r, void *priv)
     const redisReply *extra;
     const char *space;
 
+    observe(req, reply);
     if (reply_failed(reply, "al_apply") || outcome_of(reply, &outcome) < 0) {
         cb(-EIO, STORE_STALE, 0, NULL, 0, req->arg);
         free(req);
@@ -626,8 +701,9 @@ static void on_apply_reply(redisAsyncContext *ac, void *r, void *priv)
     free(req);
 }
 
-static void room_keys(const char *room, char keys[6][PROTO_ROOM_MAX + 16])
+static void room_keys(const char *room, char keys[7][PROTO_ROOM_MAX + 16])
 {
+    snprintf(keys[6], sizeof(keys[6]), "al:{%s}:meta", room);
     snprintf(keys[0], sizeof(keys[0]), "al:{%s}:objs", room);
     snprintf(keys[1], sizeof(keys[1]), "al:{%s}:revs", room);
     snprintf(keys[2], sizeof(keys[2]), "al:{%s}:seq", room);
@@ -639,13 +715,13 @@ static void room_keys(const char *room, char keys[6][PROTO_ROOM_MAX + 16])
 int store_apply(store_t *st, const char *room, const store_batch_t *batch,
                 store_apply_cb cb, void *arg)
 {
-    char keys[6][PROTO_ROOM_MAX + 16];
+    char keys[7][PROTO_ROOM_MAX + 16];
     char ackq[PROTO_ROOM_MAX + PROTO_ID_MAX + 16];
     char ch[PROTO_ROOM_MAX + 32];
     char max[24], count[24], opseq[24], nreads[24];
     char (*revs)[24];
     size_t n = batch->n;
-    size_t argc = 3 + 7 + 8 + 3 * n + 2 * batch->nreads;
+    size_t argc = 3 + 8 + 8 + 3 * n + 2 * batch->nreads;
     const char **argv;
     size_t *lens;
     req_t *req;
@@ -671,10 +747,11 @@ int store_apply(store_t *st, const char *room, const store_batch_t *batch,
 #define ARG(s, l) (argv[i] = (s), lens[i] = (l), i++)
     ARG("FCALL", 5);
     ARG("al_apply", 8);
-    ARG("7", 1);
+    ARG("8", 1);
     for (int k = 0; k < 6; k++)
         ARG(keys[k], strlen(keys[k]));
     ARG(ackq, strlen(ackq));
+    ARG(keys[6], strlen(keys[6]));
     ARG(ch, strlen(ch));
     ARG(max, strlen(max));
     ARG(n ? batch->body : "", n ? batch->body_len : 0);
@@ -752,6 +829,7 @@ static void on_load_reply(redisAsyncContext *ac, void *r, void *priv)
     int status;
 
     map_init(&revs_by_id);
+    observe(req, reply);
     if (reply_failed(reply, "al_load")) {
         status = -EIO;
         goto done;
@@ -795,7 +873,7 @@ done:
 
 int store_load(store_t *st, const char *room, store_load_cb cb, void *arg)
 {
-    char keys[6][PROTO_ROOM_MAX + 16];
+    char keys[7][PROTO_ROOM_MAX + 16];
     const char *argv[6];
     size_t lens[6];
     req_t *req;
@@ -853,6 +931,7 @@ static void on_range_reply(redisAsyncContext *ac, void *r, void *priv)
     int status = 0;
     size_t n = 0;
 
+    observe(req, reply);
     if (reply_failed(reply, "al_range") || reply->type != REDIS_REPLY_ARRAY ||
         reply->elements != 3 ||
         reply->element[1]->type != REDIS_REPLY_ARRAY) {
@@ -906,4 +985,44 @@ int store_range(store_t *st, const char *room, uint64_t after, size_t count,
         return -EIO;
     }
     return 0;
+}
+
+static void on_command_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    req_t *req = priv;
+    store_reply_cb cb = (store_reply_cb)req->cb;
+    redisReply *reply = r;
+
+    observe(req, reply);
+    if (!reply)
+        cb(-EIO, NULL, req->arg);
+    else if (reply->type == REDIS_REPLY_ERROR)
+        cb(-EPROTO, reply, req->arg);
+    else
+        cb(0, reply, req->arg);
+    free(req);
+}
+
+int store_command(store_t *st, int argc, const char **argv,
+                  const size_t *lens, store_reply_cb cb, void *arg)
+{
+    req_t *req;
+
+    if (!st->up)
+        return -ENOTCONN;
+    req = new_req(st, REQ_COMMAND, (void *)cb, arg);
+    if (!req)
+        return -ENOMEM;
+    if (redisAsyncCommandArgv(st->cmd, on_command_reply, req, argc, argv,
+                              lens) != REDIS_OK) {
+        free(req);
+        return -EIO;
+    }
+    return 0;
+}
+
+void store_channel(const store_t *st, const char *room, char *out,
+                   size_t outlen)
+{
+    channel_name(st, room, out, outlen);
 }

@@ -28,6 +28,12 @@ typedef struct {
      * during the call. */
     void (*message)(const char *room, uint64_t seq, const char *body,
                     size_t len, void *arg);
+    /* A presence or claim change arrived on a room's channel: JSON text,
+     * valid only during the call. */
+    void (*aware)(const char *room, const char *json, size_t len,
+                  void *arg);
+    /* The room's data was deleted (the message "D" on its channel). */
+    void (*deleted)(const char *room, void *arg);
 } store_events_t;
 
 /* One object write of an apply: the object's new msgpack record and the
@@ -139,5 +145,22 @@ int store_load(store_t *st, const char *room, store_load_cb cb, void *arg);
  * data. */
 int store_range(store_t *st, const char *room, uint64_t after, size_t count,
                 store_range_cb cb, void *arg);
+
+struct redisReply;
+
+/* status is 0, -EPROTO with reply set to Redis' error reply, or -EIO with
+ * reply NULL when Redis was unreachable. reply is valid during the call. */
+typedef void (*store_reply_cb)(int status, const struct redisReply *reply,
+                               void *arg);
+
+/* Sends one command on the command connection, for the rare requests that
+ * need no function of their own (room administration). Returns 0 or a
+ * negative code (cb is then not called). */
+int store_command(store_t *st, int argc, const char **argv,
+                  const size_t *lens, store_reply_cb cb, void *arg);
+
+/* Writes the pub/sub channel name of room into out. */
+void store_channel(const store_t *st, const char *room, char *out,
+                   size_t outlen);
 
 #endif

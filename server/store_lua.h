@@ -3,7 +3,8 @@
  * with FUNCTION LOAD REPLACE on every connect, so a server upgrade replaces
  * it in Redis.
  *
- * al_apply keys: objs, revs, seq, log, actors, acks, the actor's ack queue;
+ * al_apply keys: objs, revs, seq, log, actors, acks, the actor's ack queue,
+ * meta (its field stream_max, when set, replaces the stream max argument);
  * args: channel, stream max, event body, object count, actor, opseq, ack
  * results, read count, then (id, expected rev, record) per object written
  * and (id, expected rev) per object only read. It returns
@@ -13,6 +14,16 @@
  * al_load keys: objs, revs, seq; returns {seq, objs as pairs, revs as
  * pairs}. al_range keys: log, seq; args: after, count; returns {id of the
  * oldest entry or "0-0", entries after the given seq, the room's seq}.
+ *
+ * store_lua_aware, appended to the same library, keeps presence and claims.
+ * Its functions take the keys pres (key -> entry JSON), pown (key -> conn
+ * "\n" sub), pexp (zset of entry expiry times), cgone (zset: when the
+ * claims of a vanished entry end), claims (claim key -> holder "\n" claim
+ * JSON), cexp (zset of claim expiry times), aw (the room's awareness
+ * version) and revs (whose field "@claims" counts claim changes, so that
+ * al_apply can check it as a read). Every change is published on the room
+ * channel as "A " followed by JSON with the new version "v". Times are
+ * Redis' clock in milliseconds.
  */
 #ifndef AL_STORE_LUA_H
 #define AL_STORE_LUA_H
@@ -54,7 +65,8 @@ static const char store_lua_library[] =
     "      redis.call('HSET', keys[1], args[at], args[at + 2])\n"
     "      redis.call('HSET', keys[2], args[at], seq)\n"
     "    end\n"
-    "    redis.call('XADD', keys[4], 'MAXLEN', '~', args[2], seq .. '-0',\n"
+    "    local maxlen = redis.call('HGET', keys[8], 'stream_max') or args[2]\n"
+    "    redis.call('XADD', keys[4], 'MAXLEN', '~', maxlen, seq .. '-0',\n"
     "               'e', args[3])\n"
     "    redis.call('PUBLISH', args[1], seq .. ' ' .. args[3])\n"
     "  end\n"
@@ -84,5 +96,164 @@ static const char store_lua_library[] =
     "                        flags = {'no-writes'}}\n"
     "redis.register_function{function_name = 'al_range', callback = range,\n"
     "                        flags = {'no-writes'}}\n";
+
+static const char store_lua_aware[] =
+    "local function now_ms()\n"
+    "  local t = redis.call('TIME')\n"
+    "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "end\n"
+    "local function split(value)\n"
+    "  local nl = string.find(value, '\\n', 1, true)\n"
+    "  return string.sub(value, 1, nl - 1), string.sub(value, nl + 1)\n"
+    "end\n"
+    "local function owned_by(value, conn)\n"
+    "  return value ~= false and value ~= nil and\n"
+    "         string.sub(value, 1, #conn + 1) == conn .. '\\n'\n"
+    "end\n"
+    "local function announce(keys, ch, body)\n"
+    "  local v = redis.call('INCR', keys[7])\n"
+    "  redis.call('PUBLISH', ch, 'A {\"v\":' .. v .. ',' .. body)\n"
+    "  return v\n"
+    "end\n"
+    "local function drop_claim(keys, ch, ckey, value, reason)\n"
+    "  local _, json = split(value)\n"
+    "  redis.call('HDEL', keys[5], ckey)\n"
+    "  redis.call('ZREM', keys[6], ckey)\n"
+    "  local crev = redis.call('HINCRBY', keys[8], '@claims', 1)\n"
+    "  announce(keys, ch, '\"crev\":' .. crev .. ',\"reason\":\"' .. reason ..\n"
+    "           '\",\"released\":' .. json .. '}')\n"
+    "end\n"
+    "local function gone(keys, ch, key, claims_until)\n"
+    "  redis.call('HDEL', keys[1], key)\n"
+    "  redis.call('HDEL', keys[2], key)\n"
+    "  redis.call('ZREM', keys[3], key)\n"
+    "  redis.call('ZADD', keys[4], claims_until, key)\n"
+    "  announce(keys, ch, '\"gone\":' .. cjson.encode(key) .. '}')\n"
+    "end\n"
+    /* args: channel, key, conn, sub, entry, ttl, joining */
+    "local function pset(keys, args)\n"
+    "  local own = redis.call('HGET', keys[2], args[2])\n"
+    "  if own then\n"
+    "    local conn, sub = split(own)\n"
+    "    if sub ~= args[4] then return {'forbidden', sub} end\n"
+    "    if conn ~= args[3] and args[7] ~= '1' then return {'moved'} end\n"
+    "  elseif args[7] ~= '1' then\n"
+    "    return {'moved'}\n"
+    "  end\n"
+    "  redis.call('HSET', keys[1], args[2], args[5])\n"
+    "  redis.call('HSET', keys[2], args[2], args[3] .. '\\n' .. args[4])\n"
+    "  redis.call('ZADD', keys[3], now_ms() + tonumber(args[6]), args[2])\n"
+    "  redis.call('ZREM', keys[4], args[2])\n"
+    "  return {'ok', announce(keys, args[1], '\"presence\":' .. args[5] ..\n"
+    "                                       '}')}\n"
+    "end\n"
+    /* args: channel, key, conn, grace */
+    "local function pdel(keys, args)\n"
+    "  if not owned_by(redis.call('HGET', keys[2], args[2]), args[3]) then\n"
+    "    return 'not_owner'\n"
+    "  end\n"
+    "  gone(keys, args[1], args[2], now_ms() + tonumber(args[4]))\n"
+    "  return 'ok'\n"
+    "end\n"
+    "local function sweep(keys, ch, now, grace)\n"
+    "  local dead = redis.call('ZRANGEBYSCORE', keys[3], '-inf', now,\n"
+    "                          'LIMIT', 0, 256)\n"
+    "  for _, k in ipairs(dead) do gone(keys, ch, k, now + grace) end\n"
+    "  local lost = redis.call('ZRANGEBYSCORE', keys[4], '-inf', now,\n"
+    "                          'LIMIT', 0, 256)\n"
+    "  if #lost > 0 then\n"
+    "    local set = {}\n"
+    "    for _, k in ipairs(lost) do\n"
+    "      set[k] = true\n"
+    "      redis.call('ZREM', keys[4], k)\n"
+    "    end\n"
+    "    local all = redis.call('HGETALL', keys[5])\n"
+    "    for i = 1, #all, 2 do\n"
+    "      if set[split(all[i + 1])] then\n"
+    "        drop_claim(keys, ch, all[i], all[i + 1], 'disconnected')\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  local old = redis.call('ZRANGEBYSCORE', keys[6], '-inf', now,\n"
+    "                         'LIMIT', 0, 256)\n"
+    "  for _, c in ipairs(old) do\n"
+    "    local value = redis.call('HGET', keys[5], c)\n"
+    "    if value then drop_claim(keys, ch, c, value, 'expired')\n"
+    "    else redis.call('ZREM', keys[6], c) end\n"
+    "  end\n"
+    "end\n"
+    /* args: channel, ttl, grace, then key and conn per entry */
+    "local function beat(keys, args)\n"
+    "  local now = now_ms()\n"
+    "  for i = 4, #args, 2 do\n"
+    "    if owned_by(redis.call('HGET', keys[2], args[i]), args[i + 1]) then\n"
+    "      redis.call('ZADD', keys[3], now + tonumber(args[2]), args[i])\n"
+    "    end\n"
+    "  end\n"
+    "  sweep(keys, args[1], now, tonumber(args[3]))\n"
+    "  return 'ok'\n"
+    "end\n"
+    /* args: channel, claim key, client, claim, ttl, item, first, last,
+     * most claims */
+    "local function claim(keys, args)\n"
+    "  local now, ckey, client = now_ms(), args[2], args[3]\n"
+    "  local function blocker(c, value)\n"
+    "    local holder, json = split(value)\n"
+    "    if holder == client then return nil end\n"
+    "    local exp = redis.call('ZSCORE', keys[6], c)\n"
+    "    if exp and tonumber(exp) <= now then\n"
+    "      drop_claim(keys, args[1], c, value, 'expired')\n"
+    "      return nil\n"
+    "    end\n"
+    "    return json\n"
+    "  end\n"
+    "  if args[6] == '' then\n"
+    "    local value = redis.call('HGET', keys[5], ckey)\n"
+    "    local json = value and blocker(ckey, value)\n"
+    "    if json then return {'denied', json} end\n"
+    "  else\n"
+    "    local first, last = tonumber(args[7]), tonumber(args[8])\n"
+    "    local all = redis.call('HGETALL', keys[5])\n"
+    "    for i = 1, #all, 2 do\n"
+    "      local it, f, l = string.match(all[i], '^f\\n(.*)\\n(%d+)\\n(%d+)$')\n"
+    "      if it == args[6] and tonumber(f) <= last and\n"
+    "         first <= tonumber(l) then\n"
+    "        local json = blocker(all[i], all[i + 1])\n"
+    "        if json then return {'denied', json} end\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  local mine = owned_by(redis.call('HGET', keys[5], ckey), client)\n"
+    "  if not mine and redis.call('HLEN', keys[5]) >= tonumber(args[9]) then\n"
+    "    return {'full'}\n"
+    "  end\n"
+    "  redis.call('HSET', keys[5], ckey, client .. '\\n' .. args[4])\n"
+    "  redis.call('ZADD', keys[6], now + tonumber(args[5]), ckey)\n"
+    "  if not mine then\n"
+    "    local crev = redis.call('HINCRBY', keys[8], '@claims', 1)\n"
+    "    announce(keys, args[1], '\"crev\":' .. crev .. ',\"claimed\":' ..\n"
+    "             args[4] .. '}')\n"
+    "  end\n"
+    "  return {'granted'}\n"
+    "end\n"
+    /* args: channel, claim key, client */
+    "local function release(keys, args)\n"
+    "  local value = redis.call('HGET', keys[5], args[2])\n"
+    "  if not owned_by(value, args[3]) then return 'not_held' end\n"
+    "  drop_claim(keys, args[1], args[2], value, 'released')\n"
+    "  return 'released'\n"
+    "end\n"
+    "local function aware_load(keys)\n"
+    "  return {redis.call('GET', keys[7]) or '0',\n"
+    "          redis.call('HGET', keys[8], '@claims') or '0',\n"
+    "          redis.call('HVALS', keys[1]), redis.call('HGETALL', keys[5])}\n"
+    "end\n"
+    "redis.register_function('al_pset', pset)\n"
+    "redis.register_function('al_pdel', pdel)\n"
+    "redis.register_function('al_beat', beat)\n"
+    "redis.register_function('al_claim', claim)\n"
+    "redis.register_function('al_release', release)\n"
+    "redis.register_function{function_name = 'al_aware_load',\n"
+    "                        callback = aware_load, flags = {'no-writes'}}\n";
 
 #endif
