@@ -1,6 +1,6 @@
 /**
- * The `annolive` command: import COCO and labelme files into a room, export a room as
- * COCO, and watch a room's events.
+ * The `annolive` command: import COCO, labelme, CVAT and Label Studio files into a room,
+ * export a room as COCO, and watch a room's events.
  *
  * main() returns the exit code: 0 on success, 1 for runtime failures (connection, server,
  * ops that did not apply) and 2 for usage errors (options, input files).
@@ -13,8 +13,10 @@ import { parseArgs } from 'node:util';
 import { splitBatches, REFERENCED_KINDS, Tally } from './batches.js';
 import { AnnoliveClient } from './client.js';
 import { cocoToOps, isCoco, objectsToCoco } from './coco.js';
+import { cvatToOps, isCvat, isCvatDump } from './cvat.js';
 import { losslessJson, parse as parseJson } from './json.js';
 import { isLabelme, labelmeToOps } from './labelme.js';
+import { isLabelStudio, labelStudioToOps } from './labelstudio.js';
 
 const ROOM = /^[A-Za-z0-9._:-]{1,128}$/;
 const DEFAULT_BATCH = 500;
@@ -54,25 +56,38 @@ const HELP = {
   main: `Usage: annolive <command> [options]
 
 Commands:
-  import    send the objects of COCO or labelme files to a room
+  import    send the objects of COCO, labelme, CVAT or Label Studio files to a room
   export    print a room's objects as COCO instances JSON
   watch     print a room's events, one JSON line each
 
 Run annolive <command> --help for its options.`,
   import: `Usage: annolive import --url URL --room ROOM [options] FILE...
 
-Sends the objects of COCO instances files (with "images" and "annotations") and labelme
-files (with "shapes") as create ops. Categories, items and the COCO dataset tag go first,
-then annotations. Object ids are deterministic, so a second import of a file reports
-"conflict:exists" for each object instead of making copies. Counts per outcome go to stderr.
+Sends the objects of annotation files as create ops. The format of each file is detected
+from its content unless --format names it: COCO instances (with "images" and
+"annotations"), labelme (with "shapes"), CVAT annotations as its REST API returns them
+(with "shapes", "tracks" and "tags", or sections of such dumps) and Label Studio tasks
+(with "annotations" or "predictions"). Categories, items and the COCO dataset tag go
+first, then annotations. Object ids are deterministic, so a second import of a file
+reports "conflict:exists" for each object instead of making copies. Counts per outcome go
+to stderr, as does the list of input elements that were not converted, or only in part.
 Exits 1 when an op was rejected or conflicted for another reason than "exists".
 
 Options:
 ${COMMON_HELP}
   --batch N        maximum ops per batch (default ${DEFAULT_BATCH})
   --max-bytes N    maximum bytes per ops message (default ${DEFAULT_MAX_BYTES})
+  --format F       input format of every file: coco, labelme, cvat or labelstudio
+                   (default: detected per file; a file that fits several formats needs it)
   --prefix P       object id prefix (default "coco:" for COCO files, "labelme:" for labelme
-                   files, where the file's base name follows it)
+                   files, where the file's base name follows it, "cvat:" for CVAT files
+                   and "ls:" for Label Studio files)
+  --image-size WxH image width and height of every frame of CVAT files, for example
+                   1920x1080; CVAT masks become COCO RLE masks only when the size of
+                   their frame is known from this option or --cvat-meta
+  --cvat-labels F  JSON file with CVAT's label list, for label and attribute names
+  --cvat-meta F    JSON file with CVAT's data meta of the task, whose "frames" list gives
+                   each frame's file name, width and height
   --fail-on-exists exit 1 when an object id exists already; such objects are not compared
                    with the file, so this catches imports that reuse another file's ids`,
   export: `Usage: annolive export --url URL --room ROOM --format coco
@@ -99,6 +114,10 @@ const COMMANDS = {
       batch: { type: 'string' },
       'max-bytes': { type: 'string' },
       prefix: { type: 'string' },
+      format: { type: 'string' },
+      'image-size': { type: 'string' },
+      'cvat-labels': { type: 'string' },
+      'cvat-meta': { type: 'string' },
       'fail-on-exists': { type: 'boolean' },
     },
     positionals: true,
@@ -189,44 +208,125 @@ async function connectAndJoin(client, room, log) {
 
 // import
 
-/** Reads and converts every input file before connecting, so a bad file sends nothing. */
-async function readImportOps(files, prefix) {
+/**
+ * The import formats, in the order detection tries them. `convert` returns `{ops, skipped}`.
+ * A CVAT dump also has the "shapes" array of labelme files, so labelme excludes it.
+ */
+const IMPORT_FORMATS = {
+  coco: {
+    detect: isCoco,
+    convert: (data, { prefix }) => ({ ops: cocoToOps(data, prefix === undefined ? {} : { prefix }), skipped: [] }),
+  },
+  labelme: {
+    detect: (data) => isLabelme(data) && !isCvatDump(data),
+    convert: (data, { prefix, name }) => ({ ops: labelmeToOps(data, { name, prefix }), skipped: [] }),
+  },
+  cvat: {
+    detect: isCvat,
+    convert: (data, { prefix, name, imageSize, labels, frames }) => cvatToOps(data, { prefix, name, imageSize, labels, frames }),
+  },
+  labelstudio: { detect: isLabelStudio, convert: (data, { prefix }) => labelStudioToOps(data, { prefix }) },
+};
+
+function importFormat(data, format) {
+  if (format !== undefined) {
+    if (!IMPORT_FORMATS[format].detect(data)) throw new Error(`the file is not ${format} JSON, which --format ${format} expects`);
+    return format;
+  }
+  const found = Object.keys(IMPORT_FORMATS).filter((name) => IMPORT_FORMATS[name].detect(data));
+  if (found.length === 1) return found[0];
+  if (found.length > 1) throw new Error(`it fits the formats ${found.join(' and ')}; choose one with --format`);
+  throw new Error('not COCO instances JSON (no "images" and "annotations" arrays), labelme JSON (no "shapes" array), '
+    + 'CVAT annotations (no "shapes", "tracks" and "tags" arrays) nor Label Studio tasks (no "annotations" or "predictions")');
+}
+
+function imageSizeOption(text) {
+  if (text === undefined) return undefined;
+  const match = /^(\d+)x(\d+)$/.exec(text);
+  const size = match && { width: Number(match[1]), height: Number(match[2]) };
+  if (!size || !Number.isSafeInteger(size.width * size.height) || size.width < 1 || size.height < 1) {
+    throw new UsageError(`invalid --image-size ${JSON.stringify(text)}: use WIDTHxHEIGHT, for example 1920x1080`);
+  }
+  return size;
+}
+
+/**
+ * Reads and converts every input file before connecting, so a bad file sends nothing.
+ * Returns the ops and the input elements that were not converted, each with its file.
+ */
+async function readImportOps(files, values) {
+  const format = values.format;
+  if (format !== undefined && !(format in IMPORT_FORMATS)) {
+    throw new UsageError(`invalid --format ${JSON.stringify(format)}: use ${Object.keys(IMPORT_FORMATS).join(', ')}`);
+  }
+  const options = { prefix: values.prefix, imageSize: imageSizeOption(values['image-size']), ...await cvatMeta(values) };
   const ops = [];
+  const skipped = [];
   for (const file of files) {
-    let text;
+    const data = await readJsonFile(file, 'import');
     try {
-      text = await readFile(file, 'utf8');
-    } catch (error) {
-      throw new UsageError(`cannot read ${file}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
-    }
-    let data;
-    try {
-      // A UTF-8 byte order mark is not JSON, but some editors write one.
-      data = parseJson(text.replace(/^\uFEFF/, ''));
-    } catch (error) {
-      throw new UsageError(`cannot import ${file}: ${error.message}`);
-    }
-    try {
-      if (isCoco(data)) {
-        ops.push(...cocoToOps(data, prefix === undefined ? {} : { prefix }));
-      } else if (isLabelme(data)) {
-        ops.push(...labelmeToOps(data, { name: basename(file), prefix }));
-      } else {
-        throw new Error('not COCO instances JSON (no "images" and "annotations" arrays) nor labelme JSON (no "shapes" array)');
-      }
+      const converted = IMPORT_FORMATS[importFormat(data, format)].convert(data, { ...options, name: basename(file) });
+      ops.push(...converted.ops);
+      for (const entry of converted.skipped) skipped.push({ file, ...entry });
     } catch (error) {
       throw new UsageError(`cannot import ${file}: ${error.message}`);
     }
   }
-  return ops;
+  return { ops, skipped };
+}
+
+/** Reads and parses a JSON file; action names the purpose in the error message. */
+async function readJsonFile(file, action) {
+  let text;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read ${file}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
+  }
+  try {
+    // A UTF-8 byte order mark is not JSON, but some editors write one.
+    return parseJson(text.replace(/^\uFEFF/, ''));
+  } catch (error) {
+    throw new UsageError(`cannot ${action} ${file}: ${error.message}`);
+  }
+}
+
+/**
+ * Reads the CVAT label list (a list, or an object with a `results` list as the labels
+ * endpoint returns it) and data meta (with a `frames` list) named by the options.
+ */
+async function cvatMeta(values) {
+  const meta = {};
+  const labelsFile = values['cvat-labels'];
+  if (labelsFile !== undefined) {
+    const labels = await readJsonFile(labelsFile, 'read the labels of');
+    meta.labels = Array.isArray(labels) ? labels : labels?.results;
+    if (!Array.isArray(meta.labels)) {
+      throw new UsageError(`invalid --cvat-labels ${labelsFile}: expected a list of labels or {"results": [...]}`);
+    }
+  }
+  const metaFile = values['cvat-meta'];
+  if (metaFile !== undefined) {
+    meta.frames = (await readJsonFile(metaFile, 'read the data meta of'))?.frames;
+    if (!Array.isArray(meta.frames)) throw new UsageError(`invalid --cvat-meta ${metaFile}: expected an object with a "frames" list`);
+  }
+  return meta;
+}
+
+function reportNotConverted(skipped, log) {
+  if (skipped.length === 0) return;
+  log(`${skipped.length} input elements were not converted, or only in part:`);
+  for (const { file, where, reason } of skipped.slice(0, MAX_LISTED)) log(`  ${file}: ${where}: ${reason}`);
+  if (skipped.length > MAX_LISTED) log(`  ... and ${skipped.length - MAX_LISTED} more`);
 }
 
 async function runImport(values, files, { log }) {
-  if (files.length === 0) throw new UsageError('missing input files; pass one or more COCO or labelme JSON files');
+  if (files.length === 0) throw new UsageError('missing input files; pass one or more annotation JSON files');
   const client = requireConnection(values);
   const maxOps = positiveInteger(values.batch, '--batch', DEFAULT_BATCH);
   const maxBytes = positiveInteger(values['max-bytes'], '--max-bytes', DEFAULT_MAX_BYTES);
-  const ops = await readImportOps(files, values.prefix);
+  const { ops, skipped } = await readImportOps(files, values);
+  reportNotConverted(skipped, log);
   const referenced = ops.filter((op) => REFERENCED_KINDS.has(op.kind));
   const annotations = ops.filter((op) => !REFERENCED_KINDS.has(op.kind));
   // Split before connecting, so ops that the encoding cannot carry send nothing.

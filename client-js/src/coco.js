@@ -9,6 +9,7 @@
  */
 
 import { checkObjectId, isJsonNumber, isJsonObject, without } from './ids.js';
+import { rleParse, rleStats } from './rle.js';
 
 export const DEFAULT_COCO_PREFIX = 'coco:';
 
@@ -26,7 +27,8 @@ export function isCoco(value) {
  *
  * Ids: `${prefix}dataset`, `${prefix}cat:${id}`, `${prefix}img:${id}` and `${prefix}ann:${id}`.
  * An annotation is a `polygon` when its segmentation is a non-empty list of rings, a `mask`
- * when it is an RLE object (geometry `{counts, size}` as is), else a `bbox` whose geometry
+ * when it is an RLE object (geometry `{counts, size}` as is, with counts a list or the
+ * compressed string of pycocotools, both column-major), else a `bbox` whose geometry
  * is its bbox. It keeps every member as a field except `id` (now `coco_id`), `image_id`
  * (now `item`, the item's object id) and a segmentation that became its geometry, and
  * gets `label`, the name of its category.
@@ -297,8 +299,13 @@ function annotationShape(kind, fields) {
     return { segmentation: geometry, bbox: fields.bbox ?? ringsBox(geometry), area: () => ringsArea(geometry) };
   }
   if (!isRle(geometry)) return 'its geometry is not an RLE object {counts, size}';
+  try {
+    rleParse(geometry);
+  } catch (error) {
+    return `its geometry is not a valid COCO RLE: ${error.message}`;
+  }
   const stats = rleStats(geometry);
-  return { segmentation: geometry, bbox: fields.bbox ?? stats?.bbox, area: () => stats?.area };
+  return { segmentation: geometry, bbox: fields.bbox ?? stats.bbox, area: () => stats.area };
 }
 
 function isBox(value) {
@@ -329,40 +336,6 @@ function ringsArea(rings) {
     total += Math.abs(twice) / 2;
   }
   return total;
-}
-
-/**
- * Returns {area, bbox} of an uncompressed RLE (counts as a list of run lengths over the
- * column-major pixels, starting with background), or undefined for compressed counts.
- */
-function rleStats(rle) {
-  const counts = rle.counts;
-  const height = Array.isArray(rle.size) ? Number(rle.size[0]) : NaN;
-  if (!Array.isArray(counts) || !counts.every(isJsonNumber) || !(height > 0)) return undefined;
-  let area = 0;
-  let pos = 0;
-  let minX = Infinity;
-  let minY = Infinity;
-  let maxX = -Infinity;
-  let maxY = -Infinity;
-  for (let i = 0; i < counts.length; i++) {
-    const run = Number(counts[i]);
-    if (i % 2 === 1 && run > 0) {
-      area += run;
-      const first = pos;
-      const last = pos + run - 1;
-      const firstX = Math.floor(first / height);
-      const lastX = Math.floor(last / height);
-      minX = Math.min(minX, firstX);
-      maxX = Math.max(maxX, lastX);
-      // A run that spans columns covers every row between its ends.
-      minY = Math.min(minY, lastX > firstX ? 0 : first % height);
-      maxY = Math.max(maxY, lastX > firstX ? height - 1 : last % height);
-    }
-    pos += run;
-  }
-  if (area === 0) return { area: 0, bbox: [0, 0, 0, 0] };
-  return { area, bbox: [minX, minY, maxX - minX + 1, maxY - minY + 1] };
 }
 
 function sortById(elements) {

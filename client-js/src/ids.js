@@ -1,5 +1,7 @@
 /** Helpers shared by the converters. */
 
+import { JsonFloat } from './json.js';
+
 /** Object ids are 1 to 64 bytes of printable ASCII (0x21 to 0x7e). */
 const OBJECT_ID = /^[\x21-\x7e]{1,64}$/;
 
@@ -38,4 +40,20 @@ export function without(object, names) {
 /** Returns true for a plain JSON object (not null, not an array). */
 export function isJsonObject(value) {
   return value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Number);
+}
+
+/**
+ * Returns value, as a JsonFloat when it is an integer computed from floats, so that a width
+ * computed from 191.0 and 313.0 is written as 122.0 and not as an integer.
+ * @param {number} value the computed number.
+ * @param {unknown[]} inputs the values it was computed from, as read.
+ */
+export function keepFloat(value, inputs) {
+  const fromFloats = inputs.some((v) => v instanceof JsonFloat || (typeof v === 'number' && !Number.isInteger(v)));
+  return fromFloats && Number.isInteger(value) ? new JsonFloat(value) : value;
+}
+
+/** Returns true for a JSON number that is a non-negative safe integer, such as a count. */
+export function isCount(value) {
+  return isJsonNumber(value) && Number.isSafeInteger(Number(value)) && Number(value) >= 0;
 }

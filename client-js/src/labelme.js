@@ -5,8 +5,7 @@
  * absolute pixels, as labelme stores them.
  */
 
-import { checkObjectId, isJsonNumber, isJsonObject, without } from './ids.js';
-import { JsonFloat } from './json.js';
+import { checkObjectId, isJsonNumber, isJsonObject, keepFloat, without } from './ids.js';
 
 export const DEFAULT_LABELME_PREFIX = 'labelme:';
 
@@ -106,13 +105,4 @@ function boxOf(points) {
 
 function extreme(values, better) {
   return values.reduce((best, value) => (better(Number(value), Number(best)) ? value : best));
-}
-
-/**
- * Returns value, as a JsonFloat when it is an integer computed from floats, so that a width
- * computed from 191.0 and 313.0 is written as 122.0 and not as an integer.
- */
-function keepFloat(value, inputs) {
-  const fromFloats = inputs.some((v) => v instanceof JsonFloat || (typeof v === 'number' && !Number.isInteger(v)));
-  return fromFloats && Number.isInteger(value) ? new JsonFloat(value) : value;
 }

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const BIN = fileURLToPath(new URL('../bin/annolive.js', import.meta.url));
+const PACKAGE_JSON = fileURLToPath(new URL('../package.json', import.meta.url));
 
 function run(...args) {
   const result = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20000 });
@@ -37,6 +38,11 @@ test('usage errors exit 2 with one line', () => {
     [['import', '--url', 'http://127.0.0.1:1', '--room', 'r', 'x.json'], /scheme must be ws: or wss:/],
     [['watch', '--url', 'ws://127.0.0.1:1', '--room', 'r', '--bogus'], /Unknown option '--bogus'; see annolive watch --help/],
     [['watch', '--url', 'ws://127.0.0.1:1', '--room', 'r', '--encoding', 'cbor'], /invalid --encoding "cbor": use json or msgpack/],
+    [['import', '--url', 'ws://127.0.0.1:1', '--room', 'r', '--format', 'voc', 'x.json'], /invalid --format "voc": use coco, labelme, cvat, labelstudio/],
+    [['import', '--url', 'ws://127.0.0.1:1', '--room', 'r', '--image-size', '0x5', 'x.json'], /invalid --image-size "0x5": use WIDTHxHEIGHT/],
+    [['import', '--url', 'ws://127.0.0.1:1', '--room', 'r', '--format', 'cvat', PACKAGE_JSON], /package\.json: the file is not cvat JSON, which --format cvat expects/],
+    [['import', '--url', 'ws://127.0.0.1:1', '--room', 'r', '--cvat-meta', PACKAGE_JSON, 'x.json'], /invalid --cvat-meta .*package\.json: expected an object with a "frames" list/],
+    [['import', '--url', 'ws://127.0.0.1:1', '--room', 'r', '--cvat-labels', PACKAGE_JSON, 'x.json'], /invalid --cvat-labels .*package\.json: expected a list of labels/],
   ];
   for (const [args, pattern] of cases) {
     const { code, stdout, stderr } = run(...args);
@@ -49,7 +55,7 @@ test('usage errors exit 2 with one line', () => {
 test('unknown file format is a usage error', () => {
   const { code, stderr } = run('import', '--url', 'ws://127.0.0.1:1', '--room', 'r', BIN.replace(/bin\/annolive\.js$/, 'package.json'));
   assert.equal(code, 2);
-  assert.match(stderr, /package\.json: not COCO instances JSON .* nor labelme JSON/);
+  assert.match(stderr, /package\.json: not COCO instances JSON .*, labelme JSON .*, CVAT annotations .* nor Label Studio tasks/);
 });
 
 test('unreachable server exits 1', () => {
@@ -71,6 +77,26 @@ test('msgpack import rejects integers beyond 2^53-1', () => {
     assert.equal(code, 2);
     assert.equal(stdout, '');
     assert.match(stderr, /cannot import with --encoding msgpack: cannot send the integer 18446744073709551615 with the msgpack encoding/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('import lists elements it did not convert', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'annolive-cli-'));
+  try {
+    const file = join(dir, 'job.json');
+    const shapes = [
+      { id: 1, type: 'rectangle', frame: 0, label_id: 3, points: [0, 0, 2, 2] },
+      { id: 2, type: 'brush', frame: 0, label_id: 3, points: [] },
+    ];
+    writeFileSync(file, JSON.stringify({ version: 0, tags: [], tracks: [], shapes }));
+    // The list is printed before connecting; the unreachable server then fails the import.
+    const { code, stderr } = run('import', '--url', 'ws://127.0.0.1:1', '--room', 'r', file);
+    assert.equal(code, 1);
+    assert.match(stderr, /1 input elements were not converted, or only in part:\n/);
+    assert.match(stderr, /job\.json: job shape 2: its type "brush" has no annolive kind\n/);
+    assert.match(stderr, /cannot connect to ws:\/\/127\.0\.0\.1:1/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
