@@ -387,7 +387,15 @@ static void dispatch(sess_t *s)
         break;
     case MSG_CLAIM:
     case MSG_RELEASE:
-        room_claim(s, &msg);
+        /* Each claim and release costs one op of the rate limit. */
+        if (take_rate(s, 1) == 0)
+            room_claim(s, &msg);
+        else
+            sess_send_error(s, MSG_ERR_RATE_LIMITED, msg.room, 0,
+                            "over the limit of %u ops per second (bursts "
+                            "of %u), which claims share; nothing was done, "
+                            "send it again later",
+                            cfg->rate_ops, cfg->rate_burst);
         break;
     }
     msg_clear(&msg);
