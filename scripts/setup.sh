@@ -17,6 +17,11 @@ PACKAGES=(
     libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libmsgpack-dev
     libhiredis-dev libjansson-dev libssl-dev libcmocka-dev
     redis-server labelme-examples curl
+    # tests/integration/topology.test.mjs runs HAProxy with deploy/haproxy.cfg
+    # and reads docker-compose.yml with Python's YAML parser.
+    haproxy python3-yaml
+    # The browser test of the demo page drives Debian's chromium.
+    chromium
 )
 
 log() { printf 'setup: %s\n' "$*"; }

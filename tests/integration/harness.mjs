@@ -206,10 +206,14 @@ export function redisCommand(port, args, timeoutMs = 2000) {
   });
 }
 
-/** A redis-server on 127.0.0.1 with AOF on, its data and log in a directory of its own. */
+/**
+ * A redis-server on 127.0.0.1 with AOF on, its data and log in a directory of
+ * its own. With password, clients must send AUTH (`requirepass`).
+ */
 export class RedisServer {
-  constructor(dir) {
+  constructor(dir, { password = null } = {}) {
     this.dir = dir;
+    this.password = password;
     this.dataDir = path.join(dir, 'redis-data');
     this.logPath = path.join(dir, 'redis.log');
     this.port = null;
@@ -232,6 +236,7 @@ export class RedisServer {
         '--dir', this.dataDir, '--appendonly', 'yes', '--appendfsync', 'everysec',
         '--save', '', '--daemonize', 'no', '--protected-mode', 'yes',
         '--databases', '16', '--loglevel', 'notice',
+        ...(this.password ? ['--requirepass', this.password] : []),
       ], { stdio: ['ignore', logFd, logFd] });
     } finally {
       fs.closeSync(logFd);
@@ -241,7 +246,8 @@ export class RedisServer {
       if (child.exitInfo) {
         throw new Error(`redis-server exited with ${JSON.stringify(child.exitInfo)}; log:\n${readTail(this.logPath)}`);
       }
-      return (await redisCommand(this.port, ['PING'], 500)) === '+PONG';
+      const reply = await redisCommand(this.port, ['PING'], 500);
+      return reply === '+PONG' || (this.password !== null && reply.startsWith('-NOAUTH'));
     }, { timeoutMs: READY_TIMEOUT_MS });
   }
 
@@ -252,6 +258,8 @@ export class RedisServer {
   async stop() {
     const child = this.child;
     if (!child || child.exitInfo) return child?.exitInfo ?? null;
+    // SHUTDOWN would need AUTH first; on SIGTERM Redis also syncs the AOF.
+    if (this.password !== null) return stopChild(child, 'SIGTERM');
     try {
       const reply = await redisCommand(this.port, ['SHUTDOWN'], 5000);
       if (reply.startsWith('-')) throw new Error(`SHUTDOWN failed: ${reply}`);
@@ -280,17 +288,19 @@ export class AnnoliveInstance {
    * bounds the wait for /healthz after a start. stopTimeoutMs bounds the wait
    * for the exit after a signal. tls marks an instance whose args carry
    * --tls-cert and --tls-key, so wsUrl and httpUrl use wss: and https:, and
-   * the /healthz probe accepts any certificate.
+   * the /healthz probe accepts any certificate. keepPort starts the instance
+   * again on the port of its first start, for a proxy that names it by address.
    */
   constructor(env, name, {
     redisUrl, args = [], envVars = {}, settingsFromEnv = false, wrapper = [], readyTimeoutMs = READY_TIMEOUT_MS,
-    stopTimeoutMs = STOP_TIMEOUT_MS, auth = 'none', tls = false,
+    stopTimeoutMs = STOP_TIMEOUT_MS, auth = 'none', tls = false, keepPort = false,
   } = {}) {
     this.env = env;
     // 'none' runs without tokens (--no-auth); { secretFile } checks HS256
     // tokens signed with the secret in that file.
     this.auth = auth;
     this.tls = tls;
+    this.keepPort = keepPort;
     this.settingsFromEnv = settingsFromEnv;
     this.name = name;
     this.redisUrl = redisUrl;
@@ -317,7 +327,7 @@ export class AnnoliveInstance {
   /** Starts the process on a new free port and waits until /healthz returns 200. */
   async start() {
     if (this.child && !this.child.exitInfo) throw new Error(`instance ${this.name} is already running`);
-    this.port = await freePort();
+    this.port = this.keepPort && this.port ? this.port : await freePort();
     this.starts += 1;
     this.stopResult = null;
     this.logPath = path.join(this.env.dir, `annolive-${this.name}-${this.starts}.log`);
@@ -568,8 +578,8 @@ export class TestEnv {
     return this;
   }
 
-  async startRedis() {
-    this.redis = new RedisServer(this.dir);
+  async startRedis(options = {}) {
+    this.redis = new RedisServer(this.dir, options);
     this.logFiles.add(this.redis.logPath);
     await this.redis.start();
     return this.redis;

@@ -11,7 +11,7 @@ import {
 } from './harness.mjs';
 
 const OPTIONS = [
-  '--listen', '--redis', '--instance', '--static', '--log-level', '--max-message', '--max-ops',
+  '--listen', '--redis', '--redis-password-file', '--instance', '--static', '--log-level', '--max-message', '--max-ops',
   '--max-fields', '--max-depth', '--max-rooms', '--max-queue', '--stream-max', '--redis-timeout',
   '--ping-interval', '--ping-timeout', '--help', '--version',
 ];
