@@ -14,7 +14,7 @@
 #include "log.h"
 #include "map.h"
 
-#define HELD_MAX 1024 /* announcements held while a load is in flight */
+#define PENDING_MAX 1024 /* announcements kept while a load is in flight */
 
 typedef struct {
     char holder[PROTO_ID_MAX + 1];
@@ -29,10 +29,10 @@ struct aware {
     uint64_t crev;    /* claim changes the cache reflects */
     map_t pres;       /* key -> json_t entry */
     map_t claims;     /* claim key -> claim_t */
-    char **held;      /* announcements that came before the load */
-    size_t *held_lens;
-    size_t nheld;
-    int held_lost;    /* more came than HELD_MAX */
+    char **pending;      /* announcements that came before the load */
+    size_t *pending_lens;
+    size_t npending;
+    int pending_lost;    /* more came than PENDING_MAX */
 };
 
 aware_t *aware_new(const char *room)
@@ -64,16 +64,16 @@ static void free_claim(const char *key, void *value, void *arg)
     free(c);
 }
 
-static void clear_held(aware_t *a)
+static void clear_pending(aware_t *a)
 {
-    for (size_t i = 0; i < a->nheld; i++)
-        free(a->held[i]);
-    free(a->held);
-    free(a->held_lens);
-    a->held = NULL;
-    a->held_lens = NULL;
-    a->nheld = 0;
-    a->held_lost = 0;
+    for (size_t i = 0; i < a->npending; i++)
+        free(a->pending[i]);
+    free(a->pending);
+    free(a->pending_lens);
+    a->pending = NULL;
+    a->pending_lens = NULL;
+    a->npending = 0;
+    a->pending_lost = 0;
 }
 
 static void clear_cache(aware_t *a)
@@ -91,7 +91,7 @@ void aware_free(aware_t *a)
     if (!a)
         return;
     clear_cache(a);
-    clear_held(a);
+    clear_pending(a);
     free(a);
 }
 
@@ -103,7 +103,7 @@ int aware_loaded(const aware_t *a)
 void aware_unload(aware_t *a)
 {
     a->loaded = 0;
-    clear_held(a);
+    clear_pending(a);
 }
 
 uint64_t aware_claims_rev(const aware_t *a)
@@ -361,31 +361,31 @@ static void take(aware_t *a, const char *json, size_t len, aware_emit_fn emit,
     json_decref(ann);
 }
 
-static void hold(aware_t *a, const char *json, size_t len)
+static void keep_pending(aware_t *a, const char *json, size_t len)
 {
-    char **held;
+    char **pending;
     size_t *lens;
     char *copy;
 
-    if (a->nheld == HELD_MAX) {
-        a->held_lost = 1;
+    if (a->npending == PENDING_MAX) {
+        a->pending_lost = 1;
         return;
     }
-    held = realloc(a->held, (a->nheld + 1) * sizeof(*held));
-    if (held)
-        a->held = held;
-    lens = realloc(a->held_lens, (a->nheld + 1) * sizeof(*lens));
+    pending = realloc(a->pending, (a->npending + 1) * sizeof(*pending));
+    if (pending)
+        a->pending = pending;
+    lens = realloc(a->pending_lens, (a->npending + 1) * sizeof(*lens));
     if (lens)
-        a->held_lens = lens;
+        a->pending_lens = lens;
     copy = malloc(len);
-    if (!held || !lens || !copy) {
+    if (!pending || !lens || !copy) {
         free(copy);
-        a->held_lost = 1;
+        a->pending_lost = 1;
         return;
     }
     memcpy(copy, json, len);
-    a->held[a->nheld] = copy;
-    a->held_lens[a->nheld++] = len;
+    a->pending[a->npending] = copy;
+    a->pending_lens[a->npending++] = len;
 }
 
 void aware_on_announce(aware_t *a, const char *json, size_t len,
@@ -394,7 +394,7 @@ void aware_on_announce(aware_t *a, const char *json, size_t len,
     if (a->loaded)
         take(a, json, len, emit, arg);
     else
-        hold(a, json, len);
+        keep_pending(a, json, len);
 }
 
 /* Loading */
@@ -463,12 +463,12 @@ int aware_load_reply(aware_t *a, const redisReply *reply, aware_emit_fn emit,
     if (load_claims(a, claims) < 0)
         return -EPROTO;
     a->loaded = 1;
-    if (a->held_lost)
+    if (a->pending_lost)
         log_warn("aware", "room %s: announcements were dropped while "
                  "loading; the cache may trail until the next load", a->room);
-    for (size_t i = 0; i < a->nheld; i++)
-        take(a, a->held[i], a->held_lens[i], emit, arg);
-    clear_held(a);
+    for (size_t i = 0; i < a->npending; i++)
+        take(a, a->pending[i], a->pending_lens[i], emit, arg);
+    clear_pending(a);
     return 0;
 }
 

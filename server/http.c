@@ -29,8 +29,8 @@
 
 #define EVENTS_LIMIT_DEFAULT 1000 /* events per feed response */
 #define EVENTS_LIMIT_MAX 10000
-#define EVENTS_WAIT_MAX_S 60      /* maximum wait of a long poll, seconds */
-#define EVENTS_POLL_MS 200        /* interval of stream reads in a long poll */
+#define EVENTS_WAIT_MAX_S 60 /* maximum wait of a long poll, seconds */
+#define EVENTS_POLL_MS 200   /* interval of stream reads in a long poll */
 
 const config_t *http_cfg;
 store_t *http_store;
@@ -56,8 +56,8 @@ int http_stopping(void)
 
 /* Responses */
 
-static int queue_body(struct lws *wsi, http_t *h, int status,
-                      const char *type, buf_t *body)
+static int queue_body(struct lws *wsi, http_t *h, int status, const char *type,
+                      buf_t *body)
 {
     if (!body)
         return -1;
@@ -81,8 +81,7 @@ int http_respond(struct lws *wsi, http_t *h, int status, json_t *body)
         h->deferred_status = status;
         return 0;
     }
-    return queue_body(wsi, h, status, "application/json",
-                      buf_take_json(body));
+    return queue_body(wsi, h, status, "application/json", buf_take_json(body));
 }
 
 int http_error(struct lws *wsi, http_t *h, int status, const char *code,
@@ -94,22 +93,30 @@ int http_error(struct lws *wsi, http_t *h, int status, const char *code,
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    return http_respond(wsi, h, status,
-                        json_pack("{s:{s:s, s:s}}", "error", "code", code,
-                                  "message", text));
+    return http_respond(
+        wsi, h, status,
+        json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", text));
 }
 
 int http_status_of(msg_err_t code)
 {
     switch (code) {
-    case MSG_ERR_TOO_LARGE: return 413;
-    case MSG_ERR_UNAVAILABLE: return 503;
-    case MSG_ERR_INTERNAL: return 500;
-    case MSG_ERR_STALE_OPSEQ: return 409;
-    case MSG_ERR_FORBIDDEN: return 403;
-    case MSG_ERR_UNAUTHORIZED: return 401;
-    case MSG_ERR_RATE_LIMITED: return 429;
-    default: return 400;
+    case MSG_ERR_TOO_LARGE:
+        return 413;
+    case MSG_ERR_UNAVAILABLE:
+        return 503;
+    case MSG_ERR_INTERNAL:
+        return 500;
+    case MSG_ERR_STALE_OPSEQ:
+        return 409;
+    case MSG_ERR_FORBIDDEN:
+        return 403;
+    case MSG_ERR_UNAUTHORIZED:
+        return 401;
+    case MSG_ERR_RATE_LIMITED:
+        return 429;
+    default:
+        return 400;
     }
 }
 
@@ -129,6 +136,17 @@ int http_pending_finish(http_pending_t *p)
     return 1;
 }
 
+/* Frees the request body, token claims and deferred response of h. */
+static void release_request(http_t *h)
+{
+    free(h->rx);
+    h->rx = NULL;
+    h->rx_len = h->rx_cap = 0;
+    json_decref(h->deferred);
+    h->deferred = NULL;
+    jwt_claims_clear(&h->claims);
+}
+
 static int write_response(struct lws *wsi, http_t *h)
 {
     unsigned char hdr[LWS_PRE + 512];
@@ -137,13 +155,11 @@ static int write_response(struct lws *wsi, http_t *h)
 
     if (!h->body)
         return 0;
-    if (lws_add_http_common_headers(wsi, (unsigned)h->status,
-                                    h->content_type, h->body->len, &p,
-                                    end) ||
-        lws_add_http_header_by_name(wsi,
-                                    (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-store", 8,
-                                    &p, end) ||
+    if (lws_add_http_common_headers(wsi, (unsigned)h->status, h->content_type,
+                                    h->body->len, &p, end) ||
+        lws_add_http_header_by_name(
+            wsi, (const unsigned char *)"cache-control:",
+            (const unsigned char *)"no-store", 8, &p, end) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     if (lws_write(wsi, h->body->data, h->body->len, LWS_WRITE_HTTP_FINAL) <
@@ -151,6 +167,9 @@ static int write_response(struct lws *wsi, http_t *h)
         return -1;
     buf_unref(h->body);
     h->body = NULL;
+
+    /* The request is done: lws may reuse or free h from here on. */
+    release_request(h);
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -163,9 +182,7 @@ static void clear_request(http_t *h)
             h->pending->on_cancel(h->pending);
     }
     buf_unref(h->body);
-    free(h->rx);
-    json_decref(h->deferred);
-    jwt_claims_clear(&h->claims);
+    release_request(h);
     memset(h, 0, sizeof(*h));
 }
 
@@ -218,8 +235,8 @@ static json_t *snapshot_body(const char *room, const store_room_t *sr)
     for (size_t i = 0; objects && i < sr->n; i++) {
         obj_t *o = NULL;
 
-        if (unpack_obj(sr->blobs[i], sr->blob_lens[i], sr->ids[i],
-                       sr->revs[i], &o, err, sizeof(err)) < 0) {
+        if (unpack_obj(sr->blobs[i], sr->blob_lens[i], sr->ids[i], sr->revs[i],
+                       &o, err, sizeof(err)) < 0) {
             log_error("http", "room %s: skipping unreadable object %s: %s",
                       room, sr->ids[i], err);
             continue;
@@ -299,14 +316,15 @@ static json_t *events_body(const events_req_t *req,
     for (size_t i = 0; list && i < n; i++) {
         json_t *ev = NULL;
 
-        if (unpack_json(entries[i].body, entries[i].len, PACK_DEPTH_MAX,
-                        &ev, err, sizeof(err)) < 0) {
+        if (unpack_json(entries[i].body, entries[i].len, PACK_DEPTH_MAX, &ev,
+                        err, sizeof(err)) < 0) {
             log_error("http", "room %s: undecodable event %" PRIu64 ": %s",
                       req->room, entries[i].seq, err);
             json_decref(list);
             return NULL;
         }
-        json_object_set_new(ev, "seq", json_integer((json_int_t)entries[i].seq));
+        json_object_set_new(ev, "seq",
+                            json_integer((json_int_t)entries[i].seq));
         json_array_append_new(list, ev);
         next = entries[i].seq;
     }
@@ -329,15 +347,13 @@ static void on_poll_timer(uv_timer_t *t)
 
 /* The stream no longer holds the events after since, or since is ahead
  * of the room: the client must read a snapshot. */
-static int reset_reply(events_req_t *req, uint64_t first_seq,
-                       uint64_t room_seq)
+static int reset_reply(events_req_t *req, uint64_t first_seq, uint64_t room_seq)
 {
-    return http_respond(req->p.wsi, req->p.h, 200,
-                        json_pack("{s:s, s:b, s:I, s:I, s:I}", "room",
-                                  req->room, "reset", 1, "since",
-                                  (json_int_t)req->since, "first",
-                                  (json_int_t)first_seq, "seq",
-                                  (json_int_t)room_seq));
+    return http_respond(
+        req->p.wsi, req->p.h, 200,
+        json_pack("{s:s, s:b, s:I, s:I, s:I}", "room", req->room, "reset", 1,
+                  "since", (json_int_t)req->since, "first",
+                  (json_int_t)first_seq, "seq", (json_int_t)room_seq));
 }
 
 static void on_events(int status, const store_entry_t *entries, size_t n,
@@ -365,8 +381,7 @@ static void on_events(int status, const store_entry_t *entries, size_t n,
         return;
     } else {
         http_pending_finish(&req->p);
-        if (http_respond(req->p.wsi, h, 200,
-                         events_body(req, entries, n)) < 0)
+        if (http_respond(req->p.wsi, h, 200, events_body(req, entries, n)) < 0)
             http_error(req->p.wsi, h, 500, "internal",
                        "cannot build the events");
     }
@@ -375,8 +390,8 @@ static void on_events(int status, const store_entry_t *entries, size_t n,
 
 static void read_events(events_req_t *req)
 {
-    if (store_range(http_store, req->room, req->since, req->limit,
-                    on_events, req) == 0)
+    if (store_range(http_store, req->room, req->since, req->limit, on_events,
+                    req) == 0)
         return;
     http_pending_finish(&req->p);
     http_error(req->p.wsi, req->p.h, 503, "unavailable",
@@ -396,8 +411,7 @@ static void cancel_events(http_pending_t *p)
     }
 }
 
-const char *http_query(struct lws *wsi, const char *name, char *buf,
-                       size_t len)
+const char *http_query(struct lws *wsi, const char *name, char *buf, size_t len)
 {
     return lws_get_urlarg_by_name(wsi, name, buf, (int)len);
 }
@@ -435,8 +449,8 @@ static int get_events(struct lws *wsi, http_t *h)
         query_u64(wsi, "wait=", EVENTS_WAIT_MAX_S, &wait) < 0 || limit == 0)
         return http_error(wsi, h, 400, "invalid_message",
                           "since must be a seq, limit 1 to %d and wait 0 "
-                          "to %d seconds", EVENTS_LIMIT_MAX,
-                          EVENTS_WAIT_MAX_S);
+                          "to %d seconds",
+                          EVENTS_LIMIT_MAX, EVENTS_WAIT_MAX_S);
     req = calloc(1, sizeof(*req));
     if (!req)
         return -1;
@@ -497,8 +511,7 @@ static int body_type(struct lws *wsi, http_t *h)
     char type[128] = "";
     char *semi;
 
-    if (lws_hdr_copy(wsi, type, sizeof(type), WSI_TOKEN_HTTP_CONTENT_TYPE) <
-        0)
+    if (lws_hdr_copy(wsi, type, sizeof(type), WSI_TOKEN_HTTP_CONTENT_TYPE) < 0)
         return -EINVAL;
     semi = strchr(type, ';');
     if (semi)
@@ -507,8 +520,7 @@ static int body_type(struct lws *wsi, http_t *h)
         type[strlen(type) - 1] = '\0';
     h->rx_msgpack = strcasecmp(type, "application/msgpack") == 0 ||
                     strcasecmp(type, "application/x-msgpack") == 0;
-    if (!type[0] || h->rx_msgpack ||
-        strcasecmp(type, "application/json") == 0)
+    if (!type[0] || h->rx_msgpack || strcasecmp(type, "application/json") == 0)
         return 0;
     return -EINVAL;
 }
@@ -548,7 +560,8 @@ static size_t json_depth(const json_t *j)
     json_t *v;
 
     if (json_is_array(j)) {
-        json_array_foreach(j, i, v) {
+        json_array_foreach(j, i, v)
+        {
             size_t d = json_depth(v);
 
             if (d > max)
@@ -557,7 +570,8 @@ static size_t json_depth(const json_t *j)
         return max + 1;
     }
     if (json_is_object(j)) {
-        json_object_foreach((json_t *)j, key, v) {
+        json_object_foreach((json_t *)j, key, v)
+        {
             size_t d = json_depth(v);
 
             if (d > max)
@@ -577,8 +591,8 @@ json_t *http_parse_body(struct lws *wsi, http_t *h)
 
     if (h->rx_msgpack) {
         if (unpack_json(h->rx, h->rx_len,
-                        depth < PACK_DEPTH_MAX ? depth : PACK_DEPTH_MAX,
-                        &root, err, sizeof(err)) < 0) {
+                        depth < PACK_DEPTH_MAX ? depth : PACK_DEPTH_MAX, &root,
+                        err, sizeof(err)) < 0) {
             http_error(wsi, h, 400, "invalid_json", "%s", err);
             return NULL;
         }
@@ -595,8 +609,7 @@ json_t *http_parse_body(struct lws *wsi, http_t *h)
     if (json_depth(root) > depth) {
         json_decref(root);
         http_error(wsi, h, 413, "too_large",
-                   "the body nests deeper than the limit of %zu levels",
-                   depth);
+                   "the body nests deeper than the limit of %zu levels", depth);
         return NULL;
     }
     return root;
@@ -615,13 +628,19 @@ static int body_complete(struct lws *wsi, http_t *h)
     if (h->rx_over)
         return http_error(wsi, h, 413, "too_large",
                           "the body is over the limit of %zu bytes "
-                          "(--max-body)", http_cfg->max_body);
+                          "(--max-body)",
+                          http_cfg->max_body);
     switch (h->body_kind) {
-    case HTTP_BODY_OPS: return http_ops_post(wsi, h);
-    case HTTP_BODY_IMPORT: return http_ops_import(wsi, h);
-    case HTTP_BODY_CREATE: return http_rooms_create(wsi, h);
-    case HTTP_BODY_PATCH: return http_rooms_patch(wsi, h);
-    default: return 0;
+    case HTTP_BODY_OPS:
+        return http_ops_post(wsi, h);
+    case HTTP_BODY_IMPORT:
+        return http_ops_import(wsi, h);
+    case HTTP_BODY_CREATE:
+        return http_rooms_create(wsi, h);
+    case HTTP_BODY_PATCH:
+        return http_rooms_patch(wsi, h);
+    default:
+        return 0;
     }
 }
 
@@ -649,8 +668,7 @@ static unsigned long long content_length(struct lws *wsi)
 {
     char buf[32];
 
-    if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_CONTENT_LENGTH) <=
-        0)
+    if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
         return 0;
     return strtoull(buf, NULL, 10);
 }
@@ -670,8 +688,8 @@ static int expect_body(struct lws *wsi, http_t *h, http_body_kind_t kind)
 
 static int method_error(struct lws *wsi, http_t *h, const char *allowed)
 {
-    return http_error(wsi, h, 405, "method_not_allowed",
-                      "this path serves %s", allowed);
+    return http_error(wsi, h, 405, "method_not_allowed", "this path serves %s",
+                      allowed);
 }
 
 /* Routes /v1/rooms/{room}[/action] once the token is known. */
@@ -694,8 +712,8 @@ static int route_room(struct lws *wsi, http_t *h, method_t m,
     if (strcmp(action, "/ops") == 0 || strcmp(action, "/import") == 0) {
         if (m != M_POST)
             return method_error(wsi, h, "POST");
-        return expect_body(wsi, h, action[1] == 'o' ? HTTP_BODY_OPS
-                                                    : HTTP_BODY_IMPORT);
+        return expect_body(wsi, h,
+                           action[1] == 'o' ? HTTP_BODY_OPS : HTTP_BODY_IMPORT);
     }
     if (m != M_GET)
         return method_error(wsi, h, "GET");
@@ -708,13 +726,38 @@ static int route_room(struct lws *wsi, http_t *h, method_t m,
     return http_error(wsi, h, 404, "not_found", "no such endpoint");
 }
 
+/* Splits the rest of a /v1/rooms/ path into the room and its action: the
+ * room is what comes before a known action, or the whole rest for the
+ * room itself. lws has decoded %XX escapes already, so a room name with a
+ * '/' in it is found as a room and rejected as invalid. Returns the action
+ * ("" for the room itself), or NULL when the path names no endpoint. */
+static const char *split_room(const char *rest, size_t *room_len)
+{
+    static const char *const actions[] = {"/snapshot", "/events", "/ops",
+                                          "/import", "/export"};
+    size_t len = strlen(rest);
+
+    for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
+        size_t n = strlen(actions[i]);
+
+        if (len > n && strcmp(rest + len - n, actions[i]) == 0) {
+            *room_len = len - n;
+            return rest + len - n;
+        }
+    }
+    if (len == 0 || strchr(rest, '/'))
+        return NULL;
+    *room_len = len;
+    return "";
+}
+
 /* Routes every path under /v1/: the token is checked first, so an unknown
  * path without a token is 401 as well. */
 static int route_v1(struct lws *wsi, http_t *h, method_t m, const char *path)
 {
     static const char rooms[] = "/v1/rooms";
-    const char *name, *slash;
-    size_t len;
+    const char *action = NULL;
+    size_t len = 0;
 
     if (authenticate(wsi, h))
         return 0;
@@ -723,19 +766,20 @@ static int route_v1(struct lws *wsi, http_t *h, method_t m, const char *path)
             return method_error(wsi, h, "GET");
         return http_rooms_list(wsi, h);
     }
-    if (strncmp(path, rooms, sizeof(rooms) - 1) != 0 ||
-        path[sizeof(rooms) - 1] != '/')
+    if (strncmp(path, rooms, sizeof(rooms) - 1) == 0 &&
+        path[sizeof(rooms) - 1] == '/')
+        action = split_room(path + sizeof(rooms), &len);
+
+    /* The room itself has no GET: its objects are at .../snapshot. */
+    if (!action || (action[0] == '\0' && m == M_GET))
         return http_error(wsi, h, 404, "not_found", "no such endpoint");
-    name = path + sizeof(rooms);
-    slash = strchr(name, '/');
-    len = slash ? (size_t)(slash - name) : strlen(name);
-    if (!proto_room_valid(name, len))
+    if (!proto_room_valid(path + sizeof(rooms), len))
         return http_error(wsi, h, 400, "invalid_message",
                           "invalid room name: expected 1 to 128 "
                           "characters from [A-Za-z0-9._:-]");
-    memcpy(h->room, name, len);
+    memcpy(h->room, path + sizeof(rooms), len);
     h->room[len] = '\0';
-    return route_room(wsi, h, m, slash ? slash : "");
+    return route_room(wsi, h, m, action);
 }
 
 static const char *mime_type(const char *path)
@@ -783,8 +827,8 @@ static int route(struct lws *wsi, http_t *h, const char *path)
     method_t m = method_of(wsi);
 
     metrics.http_requests++;
-    h->awaiting_body = (m == M_POST || m == M_PUT || m == M_PATCH) &&
-                       content_length(wsi) > 0;
+    h->awaiting_body =
+        (m == M_POST || m == M_PUT || m == M_PATCH) && content_length(wsi) > 0;
     if (strncmp(path, "/v1/", 4) == 0 || strcmp(path, "/v1") == 0)
         return route_v1(wsi, h, m, path);
     if (m != M_GET)
@@ -792,8 +836,8 @@ static int route(struct lws *wsi, http_t *h, const char *path)
     if (strcmp(path, "/healthz") == 0)
         return http_respond(wsi, h, 200,
                             json_pack("{s:s, s:s, s:b}", "status", "ok",
-                                      "instance", http_cfg->instance,
-                                      "redis", store_is_up(http_store)));
+                                      "instance", http_cfg->instance, "redis",
+                                      store_is_up(http_store)));
     if (strcmp(path, "/readyz") == 0)
         return get_readyz(wsi, h);
     if (strcmp(path, "/metrics") == 0)
@@ -803,8 +847,8 @@ static int route(struct lws *wsi, http_t *h, const char *path)
     return http_error(wsi, h, 404, "not_found", "no such endpoint");
 }
 
-int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
-                  http_t *h, void *in, size_t len)
+int http_callback(struct lws *wsi, enum lws_callback_reasons reason, http_t *h,
+                  void *in, size_t len)
 {
     switch (reason) {
     case LWS_CALLBACK_HTTP:
@@ -838,13 +882,12 @@ int http_reject_upgrade(struct lws *wsi, int status, const char *code,
     /* Headers and body go out in one write, as the connection closes when
      * the callback returns. */
     n = snprintf(body, sizeof(body),
-                 "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
-                 code, message);
+                 "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code,
+                 message);
     if (n < 0 || (size_t)n >= sizeof(body))
         return 1;
-    if (lws_add_http_common_headers(wsi, (unsigned)status,
-                                    "application/json", (lws_filepos_t)n, &p,
-                                    end) ||
+    if (lws_add_http_common_headers(wsi, (unsigned)status, "application/json",
+                                    (lws_filepos_t)n, &p, end) ||
         lws_finalize_http_header(wsi, &p, end) || end - p < n)
         return 1;
     memcpy(p, body, (size_t)n);

@@ -32,14 +32,14 @@ typedef struct {
     http_pending_t p;
     char room[PROTO_ROOM_MAX + 1];
     char actor[PROTO_ID_MAX + 1];
-    uint64_t opseq;   /* of the first slice */
+    uint64_t opseq; /* of the first slice */
     msg_t *slices;
     size_t nslices;
-    size_t next;      /* the slice whose ack is awaited */
+    size_t next; /* the slice whose ack is awaited */
     jwt_role_t role;
-    json_t *results;  /* of the slices acked so far */
-    uint64_t seq;     /* the last seq that applied, 0 when none */
-    json_t *extra;    /* members added to the response (import) */
+    json_t *results; /* of the slices acked so far */
+    uint64_t seq;    /* the last seq that applied, 0 when none */
+    json_t *extra;   /* members added to the response (import) */
 } ops_req_t;
 
 static void free_req(ops_req_t *req)
@@ -56,8 +56,8 @@ static void submit_next(ops_req_t *req);
 
 static void respond_done(ops_req_t *req)
 {
-    json_t *body = json_pack("{s:s, s:I, s:I, s:O}", "room", req->room,
-                             "opseq", (json_int_t)req->opseq, "last_opseq",
+    json_t *body = json_pack("{s:s, s:I, s:I, s:O}", "room", req->room, "opseq",
+                             (json_int_t)req->opseq, "last_opseq",
                              (json_int_t)(req->opseq + req->nslices - 1),
                              "results", req->results);
 
@@ -115,15 +115,16 @@ static void submit_next(ops_req_t *req)
     if (http_pending_finish(&req->p))
         http_error(req->p.wsi, req->p.h, 503, "unavailable",
                    "room %s cannot be opened while Redis is unreachable; "
-                   "retry later", req->room);
+                   "retry later",
+                   req->room);
     free_req(req);
 }
 
 /* Decodes ops[first, first + n) into slice m. Returns 0, or -1 after
  * queueing a 400 or 413 response. */
 static int decode_slice(struct lws *wsi, http_t *h, const ops_req_t *req,
-                        const json_t *ops, size_t first, size_t n,
-                        int atomic, msg_t *m)
+                        const json_t *ops, size_t first, size_t n, int atomic,
+                        msg_t *m)
 {
     char detail[PROTO_ERR_MAX];
 
@@ -142,15 +143,15 @@ static int decode_slice(struct lws *wsi, http_t *h, const ops_req_t *req,
         int rc = -EINVAL;
 
         if (json_is_object(j))
-            rc = msg_op_from_json(j, &http_cfg->limits, 0, &m->ops[i],
-                                  detail, sizeof(detail));
+            rc = msg_op_from_json(j, &http_cfg->limits, 0, &m->ops[i], detail,
+                                  sizeof(detail));
         else
             snprintf(detail, sizeof(detail), "must be an object");
         if (rc < 0) {
             http_error(wsi, h, rc == -E2BIG ? 413 : 400,
                        rc == -E2BIG ? "too_large" : "invalid_message",
-                       "ops[%zu]%s%s", first + i, json_is_object(j) ? "." : ": ",
-                       detail);
+                       "ops[%zu]%s%s", first + i,
+                       json_is_object(j) ? "." : ": ", detail);
             return -1;
         }
         m->nops = i + 1;
@@ -168,24 +169,29 @@ static size_t count_slices(struct lws *wsi, http_t *h, size_t nops,
 
     if (nops == 0)
         return http_error(wsi, h, 400, "invalid_message",
-                          "ops must contain at least one op"), 0;
+                          "ops must contain at least one op"),
+               0;
     if (atomic && n > 1)
         return http_error(wsi, h, 413, "too_large",
                           "an atomic batch holds at most %zu ops "
-                          "(--max-ops); it has %zu", max, nops), 0;
+                          "(--max-ops); it has %zu",
+                          max, nops),
+               0;
     if (n > SLICES_MAX)
         return http_error(wsi, h, 413, "too_large",
                           "a batch holds at most %d slices of %zu ops; it "
-                          "has %zu ops", SLICES_MAX, max, nops), 0;
+                          "has %zu ops",
+                          SLICES_MAX, max, nops),
+               0;
     if (opseq > VV_COUNTER_MAX - (n - 1))
         return http_error(wsi, h, 400, "invalid_message",
-                          "opseq + slices - 1 must stay below 2^53"), 0;
+                          "opseq + slices - 1 must stay below 2^53"),
+               0;
     return n;
 }
 
 int http_ops_apply(struct lws *wsi, http_t *h, const char *actor,
-                         uint64_t opseq, const json_t *ops, int atomic,
-                         json_t *extra)
+                   uint64_t opseq, const json_t *ops, int atomic, json_t *extra)
 {
     size_t nops = json_array_size(ops), max = http_cfg->limits.max_ops;
     size_t n = count_slices(wsi, h, nops, opseq, atomic);
@@ -240,18 +246,22 @@ static int batch_header(struct lws *wsi, http_t *h, const json_t *root,
                            PROTO_ID_MAX))
         return http_error(wsi, h, 400, "invalid_message",
                           "actor: expected 1 to 64 printable ASCII "
-                          "characters"), -1;
+                          "characters"),
+               -1;
     if (!json_is_integer(o) || json_integer_value(o) < 1 ||
         (uint64_t)json_integer_value(o) > VV_COUNTER_MAX)
         return http_error(wsi, h, 400, "invalid_message",
                           "opseq: expected an integer from 1 to "
-                          "9007199254740991"), -1;
+                          "9007199254740991"),
+               -1;
     if (at && !json_is_boolean(at))
         return http_error(wsi, h, 400, "invalid_message",
-                          "atomic: expected a boolean"), -1;
+                          "atomic: expected a boolean"),
+               -1;
     if (!json_is_array(json_object_get(root, "ops")))
         return http_error(wsi, h, 400, "invalid_message",
-                          "ops: expected an array of ops"), -1;
+                          "ops: expected an array of ops"),
+               -1;
     *actor = json_string_value(a);
     *opseq = (uint64_t)json_integer_value(o);
     *atomic = json_is_true(at);
@@ -271,8 +281,8 @@ int http_ops_post(struct lws *wsi, http_t *h)
         http_error(wsi, h, 400, "invalid_json",
                    "the body must be an object {actor, opseq, ops}");
     else if (batch_header(wsi, h, root, &actor, &opseq, &atomic) == 0)
-        rc = http_ops_apply(wsi, h, actor, opseq,
-                           json_object_get(root, "ops"), atomic, NULL);
+        rc = http_ops_apply(wsi, h, actor, opseq, json_object_get(root, "ops"),
+                            atomic, NULL);
     json_decref(root);
     return rc;
 }
@@ -323,7 +333,8 @@ static int check_format(struct lws *wsi, http_t *h)
 
     if (format && strcmp(format, "coco") != 0)
         return http_error(wsi, h, 400, "invalid_message",
-                          "format: only coco is supported"), -1;
+                          "format: only coco is supported"),
+               -1;
     return 0;
 }
 
@@ -342,21 +353,20 @@ int http_ops_import(struct lws *wsi, http_t *h)
     root = http_parse_body(wsi, h);
     if (!root)
         return 0;
-    rc = coco_import(root,
-                     http_query(wsi, "prefix=", prefix, sizeof(prefix)),
+    rc = coco_import(root, http_query(wsi, "prefix=", prefix, sizeof(prefix)),
                      &ops, &skipped, err, sizeof(err));
     if (rc < 0) {
         json_decref(root);
         return http_error(wsi, h, rc == -ENOMEM ? 500 : 400,
-                          rc == -ENOMEM ? "internal" : "invalid_message",
-                          "%s", err);
+                          rc == -ENOMEM ? "internal" : "invalid_message", "%s",
+                          err);
     }
 
     /* The ops share values with root, which lives until they are
      * decoded into slices. */
-    rc = http_ops_apply(wsi, h, actor, opseq, ops, 0,
-                       json_pack("{s:s, s:o}", "actor", actor, "skipped",
-                                 skipped));
+    rc = http_ops_apply(
+        wsi, h, actor, opseq, ops, 0,
+        json_pack("{s:s, s:o}", "actor", actor, "skipped", skipped));
     json_decref(ops);
     json_decref(root);
     return rc;
@@ -378,15 +388,17 @@ static json_t *export_body(const char *room, const store_room_t *sr)
     size_t n = 0;
 
     for (size_t i = 0; objs && i < sr->n; i++)
-        if (unpack_obj(sr->blobs[i], sr->blob_lens[i], sr->ids[i],
-                       sr->revs[i], &objs[n], err, sizeof(err)) == 0)
+        if (unpack_obj(sr->blobs[i], sr->blob_lens[i], sr->ids[i], sr->revs[i],
+                       &objs[n], err, sizeof(err)) == 0)
             n++;
-    if (objs && coco_export_objs((const obj_t *const *)objs, n, &coco,
-                                 &skipped, err, sizeof(err)) < 0)
+    if (objs && coco_export_objs((const obj_t *const *)objs, n, &coco, &skipped,
+                                 err, sizeof(err)) < 0)
         log_error("http", "room %s: cannot export: %s", room, err);
     if (json_array_size(skipped) > 0)
-        log_info("http", "room %s: export left out %zu objects COCO cannot "
-                 "hold", room, json_array_size(skipped));
+        log_info("http",
+                 "room %s: export left out %zu objects COCO cannot "
+                 "hold",
+                 room, json_array_size(skipped));
     for (size_t i = 0; i < n; i++)
         obj_free(objs[i]);
     free(objs);

@@ -21,7 +21,7 @@
 #include "pack.h"
 #include "room.h"
 
-#define LIST_MAX 10000       /* rooms listed at most */
+#define LIST_MAX 10000 /* rooms listed at most */
 #define SCAN_COUNT "1000"
 #define STREAM_MAX_LIMIT (1ULL << 40)
 #define ADMIN_ACTOR "http-admin" /* actor of settings ops made here */
@@ -31,8 +31,8 @@
 typedef struct {
     http_pending_t p;
     char cursor[32];
-    json_t *rooms;   /* {room, objects, seq, members} per room */
-    size_t waiting;  /* HLEN and GET replies outstanding */
+    json_t *rooms;  /* {room, objects, seq, members} per room */
+    size_t waiting; /* HLEN and GET replies outstanding */
     int failed;
     int truncated;
 } list_req_t;
@@ -117,9 +117,9 @@ static int ask(list_req_t *req, json_t *entry, const char *member,
 static int add_room(list_req_t *req, const char *room)
 {
     char objs[PROTO_ROOM_MAX + 16], seq[PROTO_ROOM_MAX + 16];
-    json_t *entry = json_pack("{s:s, s:i, s:i, s:I}", "room", room,
-                              "objects", 0, "seq", 0, "members",
-                              (json_int_t)room_members_in(room));
+    json_t *entry =
+        json_pack("{s:s, s:i, s:i, s:I}", "room", room, "objects", 0, "seq", 0,
+                  "members", (json_int_t)room_members_in(room));
 
     if (!entry || json_array_append_new(req->rooms, entry) < 0)
         return -1;
@@ -188,8 +188,8 @@ static void on_scan(int status, const redisReply *reply, void *arg)
 
 static void list_page(list_req_t *req)
 {
-    const char *argv[6] = {"SCAN", req->cursor, "MATCH", "al:{*}:seq",
-                           "COUNT", SCAN_COUNT};
+    const char *argv[6] = {"SCAN",       req->cursor, "MATCH",
+                           "al:{*}:seq", "COUNT",     SCAN_COUNT};
     size_t lens[6];
 
     for (int i = 0; i < 6; i++)
@@ -220,9 +220,9 @@ int http_rooms_list(struct lws *wsi, http_t *h)
 
 typedef struct {
     http_pending_t p;
-    json_t *set;          /* settings to write, or NULL */
-    uint64_t stream_max;  /* 0 when not given */
-    int create;           /* PUT: the room must not exist */
+    json_t *set;         /* settings to write, or NULL */
+    uint64_t stream_max; /* 0 when not given */
+    int create;          /* PUT: the room must not exist */
 } admin_req_t;
 
 static void free_admin(admin_req_t *req)
@@ -252,17 +252,20 @@ static int read_settings(struct lws *wsi, http_t *h, admin_req_t *req)
     if (!json_is_object(root)) {
         json_decref(root);
         return http_error(wsi, h, 400, "invalid_message",
-                          "the body must be an object of settings"), -1;
+                          "the body must be an object of settings"),
+               -1;
     }
     req->set = json_object();
-    json_object_foreach(root, key, v) {
+    json_object_foreach(root, key, v)
+    {
         if (strcmp(key, "stream_max") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 1 ||
                 (uint64_t)json_integer_value(v) > STREAM_MAX_LIMIT) {
                 json_decref(root);
                 return http_error(wsi, h, 400, "invalid_message",
                                   "stream_max: expected an integer from 1 "
-                                  "to 2^40"), -1;
+                                  "to 2^40"),
+                       -1;
             }
             req->stream_max = (uint64_t)json_integer_value(v);
         } else {
@@ -285,10 +288,10 @@ static void apply_settings(admin_req_t *req, json_t *base)
         free_admin(req);
         return;
     }
-    ops = json_pack("[{s:s, s:o, s:O}]", "op", "settings", "base", base,
-                    "set", req->set);
-    if (!ops || http_ops_apply(wsi, h, ADMIN_ACTOR, http_clock_opseq(), ops,
-                               0, NULL) < 0)
+    ops = json_pack("[{s:s, s:o, s:O}]", "op", "settings", "base", base, "set",
+                    req->set);
+    if (!ops || http_ops_apply(wsi, h, ADMIN_ACTOR, http_clock_opseq(), ops, 0,
+                               NULL) < 0)
         http_error(wsi, h, 500, "internal", "cannot apply the settings");
     json_decref(ops);
     free_admin(req);
@@ -374,19 +377,20 @@ static void on_exists(int status, const redisReply *reply, void *arg)
     admin_req_t *req = arg;
     int exists;
 
-    if (status < 0 || req->p.cancelled ||
-        reply->type != REDIS_REPLY_INTEGER) {
+    if (status < 0 || req->p.cancelled || reply->type != REDIS_REPLY_INTEGER) {
         admin_fail(req, 503, "unavailable", "Redis is unreachable");
         return;
     }
     exists = reply->integer > 0;
     if (req->create && exists) {
-        admin_fail(req, 409, "exists", "the room exists; change its "
+        admin_fail(req, 409, "exists",
+                   "the room exists; change its "
                    "settings with PATCH");
         return;
     }
     if (!req->create && !exists) {
-        admin_fail(req, 404, "not_found", "no such room; create it with "
+        admin_fail(req, 404, "not_found",
+                   "no such room; create it with "
                    "PUT");
         return;
     }
@@ -441,7 +445,7 @@ typedef struct {
     http_pending_t p;
     char room[PROTO_ROOM_MAX + 1];
     char cursor[32];
-    size_t keys;     /* keys removed so far */
+    size_t keys; /* keys removed so far */
 } delete_req_t;
 
 static void delete_page(delete_req_t *req);
@@ -466,9 +470,8 @@ static void on_published(int status, const redisReply *reply, void *arg)
     log_info("http", "room %s: deleted %zu keys", req->room, req->keys);
     if (http_pending_finish(&req->p))
         http_respond(req->p.wsi, req->p.h, 200,
-                     json_pack("{s:s, s:b, s:I}", "room", req->room,
-                               "deleted", 1, "keys",
-                               (json_int_t)req->keys));
+                     json_pack("{s:s, s:b, s:I}", "room", req->room, "deleted",
+                               1, "keys", (json_int_t)req->keys));
     free(req);
 }
 
@@ -547,8 +550,8 @@ static void on_delete_scan(int status, const redisReply *reply, void *arg)
 static void delete_page(delete_req_t *req)
 {
     char match[PROTO_ROOM_MAX + 16];
-    const char *argv[6] = {"SCAN", req->cursor, "MATCH", match, "COUNT",
-                           SCAN_COUNT};
+    const char *argv[6] = {"SCAN", req->cursor, "MATCH",
+                           match,  "COUNT",     SCAN_COUNT};
     size_t lens[6];
 
     /* Room names hold no glob characters, so the pattern matches this

@@ -21,8 +21,7 @@ static const double latency_bounds[METRICS_LATENCY_BUCKETS] = {
 
 static const char *const result_names[METRICS_RESULTS] = {
     "applied", "merged", "conflict", "rejected"};
-static const char *const source_names[METRICS_SOURCES] = {"websocket",
-                                                          "http"};
+static const char *const source_names[METRICS_SOURCES] = {"websocket", "http"};
 
 uint64_t metrics_now_us(void)
 {
@@ -118,8 +117,8 @@ static void render_ops(text_t *t)
     head(t, "annolive_batches_total", "counter",
          "Op batches answered with an ack, by source.");
     for (int s = 0; s < METRICS_SOURCES; s++)
-        put(t, "annolive_batches_total{source=\"%s\"} %llu\n",
-            source_names[s], metrics.batches[s]);
+        put(t, "annolive_batches_total{source=\"%s\"} %llu\n", source_names[s],
+            metrics.batches[s]);
     counter(t, "annolive_conflicts_total",
             "Concurrently modified fields reported in acks.",
             metrics.conflicts);
@@ -133,12 +132,16 @@ static void render_redis(text_t *t)
          "Time from sending a Redis command to its reply.");
     for (size_t i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
         cum += metrics.redis_buckets[i];
-        put(t, "annolive_redis_command_duration_seconds_bucket"
-               "{le=\"%g\"} %llu\n", latency_bounds[i], cum);
+        put(t,
+            "annolive_redis_command_duration_seconds_bucket"
+            "{le=\"%g\"} %llu\n",
+            latency_bounds[i], cum);
     }
     cum += metrics.redis_buckets[METRICS_LATENCY_BUCKETS];
-    put(t, "annolive_redis_command_duration_seconds_bucket{le=\"+Inf\"} "
-           "%llu\n", cum);
+    put(t,
+        "annolive_redis_command_duration_seconds_bucket{le=\"+Inf\"} "
+        "%llu\n",
+        cum);
     put(t, "annolive_redis_command_duration_seconds_sum %.6f\n",
         metrics.redis_sum_s);
     put(t, "annolive_redis_command_duration_seconds_count %llu\n",
@@ -151,8 +154,7 @@ static void render_gauges(text_t *t, const metrics_gauges_t *g)
           g->connections);
     gauge(t, "annolive_rooms", "Rooms cached on this instance.", g->rooms);
     gauge(t, "annolive_room_members",
-          "Room memberships of the connections on this instance.",
-          g->members);
+          "Room memberships of the connections on this instance.", g->members);
     gauge(t, "annolive_batches_in_flight",
           "Batches sent to Redis that have not returned.",
           g->batches_in_flight);
@@ -174,8 +176,7 @@ buf_t *metrics_render(const metrics_gauges_t *g)
             "Event messages queued to WebSocket connections.",
             metrics.events_sent);
     counter(&t, "annolive_sent_bytes_total",
-            "WebSocket payload bytes written to clients.",
-            metrics.bytes_sent);
+            "WebSocket payload bytes written to clients.", metrics.bytes_sent);
     counter(&t, "annolive_slow_consumer_closes_total",
             "Connections closed because their outbound queue was full.",
             metrics.slow_closes);

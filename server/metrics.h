@@ -11,7 +11,7 @@
 
 #include "buf.h"
 
-/* Results of ops, as acks report them. */
+/* Results of ops, as acks report them, in the order of res_status_t. */
 typedef enum {
     METRICS_APPLIED,
     METRICS_MERGED,
@@ -27,7 +27,7 @@ typedef enum { METRICS_WS, METRICS_HTTP, METRICS_SOURCES } metrics_source_t;
 
 typedef struct {
     unsigned long long ops[METRICS_SOURCES][METRICS_RESULTS];
-    unsigned long long conflicts;     /* fields reported in "conflicts" */
+    unsigned long long conflicts; /* fields reported in "conflicts" */
     unsigned long long batches[METRICS_SOURCES];
     unsigned long long events_sent;   /* event messages queued to clients */
     unsigned long long bytes_sent;    /* WebSocket payload bytes written */

@@ -1965,6 +1965,29 @@ size_t room_members_in(const char *name)
     return r ? r->nmembers : 0;
 }
 
+/* Tells the members that every claim of the deleted room r is gone. */
+static void release_deleted_claims(room_t *r)
+{
+    json_t *held = json_object();
+    json_t *claim;
+    size_t i;
+
+    if (!held || aware_describe(r->aware, held) < 0) {
+        json_decref(held);
+        return;
+    }
+    json_array_foreach(json_object_get(held, "claims"), i, claim) {
+        json_t *copy = json_deep_copy(claim); /* the cache shares claim */
+
+        json_object_del(copy, "ttl");
+        emit_aware(json_pack("{s:s, s:s, s:s, s:o}", "type", "released",
+                             "room", r->name, "reason", "deleted", "claim",
+                             copy),
+                   r);
+    }
+    json_decref(held);
+}
+
 void room_on_deleted(const char *name, void *arg)
 {
     room_t *r = get_room(name, 0);
@@ -1973,6 +1996,9 @@ void room_on_deleted(const char *name, void *arg)
     if (!r || !r->loaded)
         return;
     log_info("room", "room %s: deleted; reloading", name);
+    if (aware_loaded(r->aware))
+        release_deleted_claims(r);
+    start_aware_load(r);
     r->seen_seq = 0;
     start_load(r);
 }
