@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "proto.h"
-#include "valid.h"
 
 #define SHOWN_MAX 64  /* bytes of a value quoted in a message */
 #define WHERE_MAX 48  /* bytes of a path such as "annotations[123]" */
@@ -47,7 +46,8 @@ static int in_list(const char *const *names, const char *name)
     return 0;
 }
 
-/* A JSON number as coco.js sees one: an integer or a finite real. */
+/* Returns 1 for what coco.js counts as a number: an integer or a finite
+ * real. */
 static int is_number(const json_t *j)
 {
     return json_is_integer(j) ||
@@ -265,8 +265,9 @@ static int skip(import_t *ctx, const char *where, const char *id)
 {
     json_t *entry = json_pack("{s:s}", "where", where);
 
-    if (entry == NULL || (id != NULL && json_object_set_new(
-                                            entry, "id", json_string(id)) < 0) ||
+    if (entry == NULL ||
+        (id != NULL &&
+         json_object_set_new(entry, "id", json_string(id)) < 0) ||
         json_object_set_new(entry, "reason", json_string(ctx->reason)) < 0 ||
         json_array_append_new(ctx->skipped, entry) < 0)
         return -ENOMEM;
@@ -285,8 +286,8 @@ static int make_id(import_t *ctx, const char *infix, const json_t *value,
         return -ENOMEM;
     n = snprintf(id, idlen, "%s%s%s", ctx->prefix, infix, s);
     free(s);
-    if (n > 0 && (size_t)n < idlen && proto_token_valid(id, (size_t)n, PROTO_ID_MAX) &&
-        id[0] != '@')
+    if (n > 0 && (size_t)n < idlen &&
+        proto_token_valid(id, (size_t)n, PROTO_ID_MAX) && id[0] != '@')
         return 0;
     return proto_fail(ctx->reason, sizeof(ctx->reason), -EINVAL,
                       "%s.id: %s makes no valid object id (1 to %d printable "
@@ -315,56 +316,56 @@ static int element_id(import_t *ctx, const json_t *element, const char *infix,
     return make_id(ctx, infix, value, where, id, idlen);
 }
 
-/* Rewrites a message of valid_object() about an object made from the
- * element at where. Messages about "geometry" name member instead. */
-static void reason_from_valid(import_t *ctx, const char *where,
+/* Writes the merge's message about an object made from the element at
+ * where into ctx->reason. A message that starts with a field path gets
+ * where in front, "geometry" becoming member; others follow "where: ". */
+static void reason_from_merge(import_t *ctx, const char *where,
                               const char *member, const char *msg)
 {
-    size_t glen = strlen("geometry");
+    size_t glen = strlen("geometry"), n = strspn(msg, "abcdefghijklmnopqrstu"
+                                                      "vwxyzABCDEFGHIJKLMNOP"
+                                                      "QRSTUVWXYZ0123456789_");
 
     if (member != NULL && strncmp(msg, "geometry", glen) == 0)
         proto_fail(ctx->reason, sizeof(ctx->reason), -EINVAL, "%s.%s%s",
                    where, member, msg + glen);
-    else
+    else if (n > 0 && msg[n] != '\0' && strchr(":.[", msg[n]) != NULL)
         proto_fail(ctx->reason, sizeof(ctx->reason), -EINVAL, "%s.%s", where,
+                   msg);
+    else
+        proto_fail(ctx->reason, sizeof(ctx->reason), -EINVAL, "%s: %s", where,
                    msg);
 }
 
-/* Checks what the server would reject in the object: field count, field
- * names and valid_object(). Returns 0, -EINVAL with ctx->reason, or
- * -ENOMEM. member names the element's member that became "geometry". */
+/* Applies the create as the server would, to an empty room with no
+ * schema, so that every op that import makes applies. Returns 0, -EINVAL
+ * with ctx->reason, or -ENOMEM. member names the element's member that
+ * became "geometry". */
 static int check_object(import_t *ctx, const char *id, const char *kind,
                         json_t *fields, const char *where, const char *member)
 {
-    char msg[PROTO_ERR_MAX], shown[SHOWN_MAX];
-    const char *key;
-    json_t *value;
-    obj_t *obj;
+    op_result_t res;
+    obj_t *next = NULL;
+    op_t op;
     int rc;
 
-    if (json_object_size(fields) > OBJ_FIELDS_MAX)
-        return proto_fail(ctx->reason, sizeof(ctx->reason), -EINVAL,
-                          "%s: %zu fields, over the limit of %d", where,
-                          json_object_size(fields), OBJ_FIELDS_MAX);
-    json_object_foreach (fields, key, value) {
-        if (key[0] == '\0' || strlen(key) > PROTO_FIELD_MAX)
-            return proto_fail(ctx->reason, sizeof(ctx->reason), -EINVAL,
-                              "%s: member %s is no field name (1 to %d "
-                              "bytes)",
-                              where, proto_quote(key, strlen(key), shown,
-                                                 sizeof(shown)),
-                              PROTO_FIELD_MAX);
+    op_init(&op);
+    op_result_init(&res);
+    op.type = OP_CREATE;
+    op.id = strdup(id);
+    op.kind = strdup(kind);
+    op.fields = json_incref(fields);
+    rc = op.id != NULL && op.kind != NULL ? 0 : -ENOMEM;
+    if (rc == 0)
+        rc = obj_apply(NULL, &op, "coco", &next, &res);
+    if (rc == 0 && res.status != RES_APPLIED) {
+        reason_from_merge(ctx, where, member, res.message);
+        rc = -EINVAL;
     }
-    obj = obj_new(id, kind);
-    if (obj == NULL)
-        return -ENOMEM;
-    json_decref(obj->fields);
-    obj->fields = json_incref(fields);
-    rc = valid_object(obj, NULL, msg, sizeof(msg));
-    obj_free(obj);
-    if (rc < 0)
-        reason_from_valid(ctx, where, member, msg);
-    return rc < 0 ? -EINVAL : 0;
+    obj_free(next);
+    op_result_clear(&res);
+    op_clear(&op);
+    return rc;
 }
 
 /* Appends a create op, or a skipped entry when the object is invalid or
@@ -454,7 +455,8 @@ static int import_element(import_t *ctx, const json_t *element,
         return rc == -EINVAL ? skip(ctx, where, NULL) : rc;
     fields = json_object();
     if (fields == NULL || copy_members(fields, element, id_only) < 0 ||
-        json_object_set(fields, "coco_id", json_object_get(element, "id")) < 0) {
+        json_object_set(fields, "coco_id", json_object_get(element, "id")) <
+            0) {
         json_decref(fields);
         return -ENOMEM;
     }
@@ -1012,17 +1014,20 @@ static int build_lookups(export_t *ctx, const elems_t *items,
             return -ENOMEM;
     }
     for (i = 0; i < cats->n; i++) {
-        const json_t *cat = cats->v[i].element, *id = json_object_get(cat, "id");
+        const json_t *cat = cats->v[i].element;
+        const json_t *id = json_object_get(cat, "id");
         char *name = NULL, *key = js_string(id);
         int rc = key != NULL ? value_key(json_object_get(cat, "name"), &name)
                              : -ENOMEM;
 
         /* A name shared by two categories resolves to none of them. */
-        if (rc == 0 && name != NULL)
-            rc = json_object_set_new_nocheck(
-                ctx->by_name, name,
-                json_object_get(ctx->by_name, name) ? json_null()
-                                                    : json_incref((json_t *)id));
+        if (rc == 0 && name != NULL) {
+            json_t *v = json_object_get(ctx->by_name, name)
+                            ? json_null()
+                            : json_incref((json_t *)id);
+
+            rc = json_object_set_new_nocheck(ctx->by_name, name, v);
+        }
         if (rc == 0)
             rc = json_object_set_new_nocheck(ctx->cat_ids, key, json_true());
         free(name);
@@ -1275,7 +1280,8 @@ static const char *rle_scan(const json_t *rle, rle_scan_t *st, char *why,
         js_number(st->height, b, sizeof(b));
         js_number(width, c, sizeof(c));
         proto_fail(why, whylen, -EINVAL,
-                   "RLE runs add up to %s pixels, but size %sx%s has ", a, b, c);
+                   "RLE runs add up to %s pixels, but size %sx%s has ", a, b,
+                   c);
         js_number(st->height * width, a, sizeof(a));
         strncat(why, a, whylen - strlen(why) - 1);
         return why;
@@ -1319,7 +1325,8 @@ static const char *annotation_shape(const entry_t *e, shape_t *shape,
             return "its geometry is not a list of [x1, y1, x2, y2, ...] "
                    "rings";
         shape->segmentation = g;
-        shape->bbox = nullish(bbox) ? rings_box(g) : json_incref((json_t *)bbox);
+        shape->bbox =
+            nullish(bbox) ? rings_box(g) : json_incref((json_t *)bbox);
         shape->area = number_json(rings_area(g));
         return NULL;
     }
@@ -1533,7 +1540,7 @@ static int entry_from_json(const json_t *o, size_t i, const json_t *empty,
 
     e->id = json_string_value(json_object_get(o, "id"));
     e->kind = json_string_value(json_object_get(o, "kind"));
-    e->fields = fields != NULL ? fields : empty;
+    e->fields = nullish(fields) ? empty : fields;
     if (!json_is_object(o) || e->id == NULL || e->kind == NULL ||
         !json_is_object(e->fields))
         return proto_fail(err, errlen, -EINVAL,

@@ -12,6 +12,11 @@
  * Pure code: no I/O, no logging. Numbers are never converted: values are
  * shared with the input, so integers stay integers and reals keep their
  * double. Only a missing bbox or area is computed on export.
+ *
+ * NOTE: import leaves out an annotation whose bbox member is not 4 numbers
+ * even when its segmentation is the geometry, where coco.js imports it.
+ * Export orders string ids by UTF-8 bytes, where JavaScript compares
+ * UTF-16 units, and writes a computed integer beyond int64 as a real.
  */
 #ifndef AL_COCO_H
 #define AL_COCO_H
@@ -50,9 +55,9 @@
  * numbers, got 3". Reasons are: not an object, an id that is not a number
  * or a string or makes no valid object id, an object id taken by an
  * earlier element, an annotation with neither a segmentation nor a bbox, a
- * bbox that is not 4 finite numbers, more than OBJ_FIELDS_MAX fields or a
- * field name over PROTO_FIELD_MAX bytes, and any valid_object() failure
- * (geometry, item width and height, attrs).
+ * bbox that is not 4 finite numbers, and anything for which obj_apply()
+ * would reject the create in a room without a schema (geometry, item width
+ * and height, attrs, field names and counts). So every op applies.
  *
  * On success returns 0 with *ops and *skipped new arrays owned by the
  * caller (skipped may be empty). Field values in *ops are shared with
@@ -75,22 +80,23 @@ int coco_import(const json_t *coco, const char *prefix, json_t **ops,
  * Elements are built from "coco_id" and the fields. Objects without
  * coco_id get the next free id of their list. Every stored value is
  * written back unchanged; an annotation's bbox, area and iscrowd are
- * computed only when it lacks them (iscrowd 1 for masks, else 0; bbox and
- * area of a mask only from runs, not from a compressed string). An
- * annotation's category is the one whose name is its label, else the one
- * whose id is its category_id.
+ * computed only when it lacks them: iscrowd is 1 for masks, else 0, and
+ * a mask's bbox and area come from its runs, in either form. A computed
+ * number that is not finite is written as null, as JavaScript writes it.
+ * An annotation's category is the one whose name is its label, else the
+ * one whose id is its category_id.
  *
  * Objects that COCO cannot express are listed in *skipped as {"id",
  * "kind", "reason"}: other kinds (ellipse, cuboid, tag, relation, room,
  * ...), a second dataset tag, a repeated coco_id, annotations whose item
- * or category is not exported, and annotations with an invalid geometry or
- * a missing area or bbox that cannot be computed.
+ * or category is not exported, and annotations with an invalid geometry
+ * (such as a mask whose runs do not cover its size).
  *
  * Returns 0 with *coco and *skipped new values owned by the caller; stored
  * values in *coco are shared with objects. Returns -EINVAL with err when
  * objects is not an array of objects with string "id" and "kind" and
- * object "fields" when present, or -ENOMEM; *coco and *skipped are then
- * NULL.
+ * "fields" an object, null or absent, or -ENOMEM; *coco and *skipped are
+ * then NULL.
  */
 int coco_export(const json_t *objects, json_t **coco, json_t **skipped,
                 char *err, size_t errlen);

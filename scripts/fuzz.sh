@@ -11,7 +11,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${ANNOLIVE_FUZZ_BUILD_DIR:-$REPO/build-fuzz}"
 CRASH_DIR="$REPO/.run/fuzz-crashes"
 SECONDS_PER_TARGET="${ANNOLIVE_FUZZ_SECONDS:-60}"
-TARGETS=(fuzz_msg_json fuzz_msg_msgpack fuzz_unpack)
+TARGETS=(fuzz_msg_json fuzz_msg_msgpack fuzz_unpack fuzz_coco)
 
 log() { printf 'fuzz: %s\n' "$*"; }
 die() { printf 'fuzz: error: %s\n' "$*" >&2; exit 1; }

@@ -1,7 +1,8 @@
 /*
- * Unit tests of protocol/coco.c: round trips of real COCO files through
- * create ops, the merge, msgpack storage and export; the mapping rules of
- * client-js/src/coco.js; skipped elements and objects; bad input.
+ * Unit tests of protocol/coco.c. Real COCO files go through create ops,
+ * the merge, msgpack storage and export, and must come back unchanged.
+ * Other cases check the mapping rules of client-js/src/coco.js, skipped
+ * elements and objects, and bad input.
  *
  * Usage: test_coco [DATA_DIR [LABELME_COCO_FILE]]. The file tests read
  * DATA_DIR/coco_instances_val2014_100.json and the labelme example COCO
@@ -236,7 +237,7 @@ static json_t *import_ok(const char *text, json_t **skipped)
     return ops;
 }
 
-static void import_maps_elements_as_coco_js(void **state)
+static void import_maps_like_coco_js(void **state)
 {
     json_t *skipped, *ops = import_ok(
         "{\"info\": {\"year\": 2020}, \"type\": \"instances\","
@@ -300,7 +301,7 @@ static void expect_image_id(const char *id_text, const char *object_id)
     json_decref(skipped);
 }
 
-static void ids_are_written_as_javascript_does(void **state)
+static void ids_match_javascript_strings(void **state)
 {
     expect_image_id("12", "coco:img:12");
     expect_image_id("-3", "coco:img:-3");
@@ -333,14 +334,16 @@ static void expect_skipped(const char *text, const char *reason)
 
 #define IMG "\"images\": [{\"id\": 1, \"width\": 10, \"height\": 10}]"
 
-static void bad_elements_are_skipped_with_a_reason(void **state)
+static void bad_elements_are_skipped(void **state)
 {
     expect_skipped("{" IMG ", \"annotations\": [{\"id\": 5, \"image_id\": 1,"
                    " \"bbox\": [1, 2, 3]}]}",
                    "annotations[0].bbox: must be 4 numbers, got 3");
     expect_skipped("{" IMG ", \"annotations\": [{\"id\": 5, \"image_id\": 1,"
-                   " \"segmentation\": [[1, 2, 3, 4]], \"bbox\": [1, 2, 3, \"x\"]}]}",
-                   "annotations[0].bbox[3]: must be a finite number, got \"x\"");
+                   " \"segmentation\": [[1, 2, 3, 4]],"
+                   " \"bbox\": [1, 2, 3, \"x\"]}]}",
+                   "annotations[0].bbox[3]: must be a finite number, got "
+                   "\"x\"");
     expect_skipped("{" IMG ", \"annotations\": [{\"id\": 5, \"image_id\": 1,"
                    " \"segmentation\": [[1, 2, 3, 4]]}]}",
                    "annotations[0].segmentation[0]: polygon ring needs 3 or "
@@ -349,7 +352,8 @@ static void bad_elements_are_skipped_with_a_reason(void **state)
                    " \"bbox\": [1, 2, -3, 4]}]}",
                    "annotations[0].bbox: bbox width must be >= 0, got -3");
     expect_skipped("{" IMG ", \"annotations\": [{\"id\": 5, \"image_id\": 1,"
-                   " \"segmentation\": {\"counts\": [1, 2], \"size\": [2, 2]}}]}",
+                   " \"segmentation\": {\"counts\": [1, 2],"
+                   " \"size\": [2, 2]}}]}",
                    "annotations[0].segmentation.counts: the runs cover 3 "
                    "pixels, but size [2, 2] has 4");
     expect_skipped("{" IMG ", \"annotations\": [{\"id\": 5, \"image_id\": 1}]}",
@@ -366,6 +370,10 @@ static void bad_elements_are_skipped_with_a_reason(void **state)
     expect_skipped("{\"images\": [{\"id\": 1, \"width\": -4}],"
                    " \"annotations\": []}",
                    "images[0].width: must be a non-negative integer, got -4");
+    expect_skipped("{\"images\": [{\"id\": 1, \"attrs.x\": 1}],"
+                   " \"annotations\": []}",
+                   "images[0]: field name \"attrs.x\" is reserved: write attrs "
+                   "keys inside \"attrs\"");
     expect_skipped("{\"images\": [{\"id\": \"a b\"}], \"annotations\": []}",
                    "images[0].id: \"a b\" makes no valid object id (1 to 64 "
                    "printable ASCII characters, not starting with '@')");
@@ -430,11 +438,12 @@ static void expect_export(const char *objects, const char *coco,
     json_decref(got_skipped);
 }
 
-static void export_computes_what_objects_lack(void **state)
+static void export_computes_missing_values(void **state)
 {
     expect_export(
         "[{\"id\": \"i\", \"kind\": \"item\", \"fields\": {\"width\": 4}},"
-        " {\"id\": \"c\", \"kind\": \"category\", \"fields\": {\"name\": \"dog\"}},"
+        " {\"id\": \"c\", \"kind\": \"category\","
+        "  \"fields\": {\"name\": \"dog\"}},"
         " {\"id\": \"p\", \"kind\": \"polygon\", \"fields\": {\"item\": \"i\","
         "  \"label\": \"dog\", \"geometry\": [[1, 1, 3.5, 1, 3.5, 3]]}},"
         " {\"id\": \"m\", \"kind\": \"mask\", \"fields\": {\"item\": \"i\","
@@ -462,11 +471,12 @@ static void export_computes_what_objects_lack(void **state)
         "[]");
 }
 
-static void export_lists_what_coco_cannot_express(void **state)
+static void export_lists_inexpressible_objects(void **state)
 {
     expect_export(
         "[{\"id\": \"d1\", \"kind\": \"tag\", \"fields\": {\"coco_info\": 1}},"
-        " {\"id\": \"d2\", \"kind\": \"tag\", \"fields\": {\"coco_extra\": {}}},"
+        " {\"id\": \"d2\", \"kind\": \"tag\","
+        "  \"fields\": {\"coco_extra\": {}}},"
         " {\"id\": \"t\", \"kind\": \"tag\", \"fields\": {}},"
         " {\"id\": \"e\", \"kind\": \"ellipse\", \"fields\": {}},"
         " {\"id\": \"i1\", \"kind\": \"item\", \"fields\": {\"coco_id\": 3}},"
@@ -478,7 +488,8 @@ static void export_lists_what_coco_cannot_express(void **state)
         " {\"id\": \"z\", \"kind\": \"mask\", \"fields\": {\"item\": \"i1\","
         "  \"category_id\": \"7\", \"geometry\": {\"counts\": \"1\","
         "  \"size\": [2, 2]}}},"
-        " {\"id\": \"c\", \"kind\": \"category\", \"fields\": {\"coco_id\": 7}}]",
+        " {\"id\": \"c\", \"kind\": \"category\","
+        "  \"fields\": {\"coco_id\": 7}}]",
         "{\"info\": 1, \"images\": [{\"id\": 3}], \"annotations\": [],"
         " \"categories\": [{\"id\": 7}]}",
         "[[\"e\", \"kind ellipse has no COCO instances form\"],"
@@ -493,11 +504,12 @@ static void export_lists_what_coco_cannot_express(void **state)
         "to 1 pixels, but size 2x2 has 4\"]]");
 }
 
-static void export_orders_by_coco_id_and_fills_missing_ids(void **state)
+static void export_sorts_and_fills_ids(void **state)
 {
     expect_export(
         "[{\"id\": \"a\", \"kind\": \"item\", \"fields\": {}},"
-        " {\"id\": \"b\", \"kind\": \"item\", \"fields\": {\"coco_id\": \"s\"}},"
+        " {\"id\": \"b\", \"kind\": \"item\","
+        "  \"fields\": {\"coco_id\": \"s\"}},"
         " {\"id\": \"c\", \"kind\": \"item\", \"fields\": {\"coco_id\": 10}},"
         " {\"id\": \"d\", \"kind\": \"item\", \"fields\": {\"coco_id\": 2.5}},"
         " {\"id\": \"e\", \"kind\": \"item\", \"fields\": {}}]",
@@ -506,7 +518,7 @@ static void export_orders_by_coco_id_and_fills_missing_ids(void **state)
         "[]");
 }
 
-static void floats_and_integers_keep_their_type(void **state)
+static void numbers_keep_their_type(void **state)
 {
     json_t *skipped, *back, *skipped_back, *ops = import_ok(
         "{\"images\": [{\"id\": 1, \"width\": 640}],"
@@ -547,7 +559,8 @@ static void bad_export_input_is_an_error(void **state)
                      -EINVAL);
     assert_null(out);
     assert_null(skipped);
-    assert_non_null(strstr(err, "objects[1]: must be an object with string id"));
+    assert_non_null(
+        strstr(err, "objects[1]: must be an object with string id"));
     json_decref(in);
 }
 
@@ -556,14 +569,14 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(coco_val2014_round_trips),
         cmocka_unit_test(labelme_coco_round_trips),
-        cmocka_unit_test(import_maps_elements_as_coco_js),
-        cmocka_unit_test(ids_are_written_as_javascript_does),
-        cmocka_unit_test(bad_elements_are_skipped_with_a_reason),
+        cmocka_unit_test(import_maps_like_coco_js),
+        cmocka_unit_test(ids_match_javascript_strings),
+        cmocka_unit_test(bad_elements_are_skipped),
         cmocka_unit_test(bad_input_is_an_error),
-        cmocka_unit_test(export_computes_what_objects_lack),
-        cmocka_unit_test(export_lists_what_coco_cannot_express),
-        cmocka_unit_test(export_orders_by_coco_id_and_fills_missing_ids),
-        cmocka_unit_test(floats_and_integers_keep_their_type),
+        cmocka_unit_test(export_computes_missing_values),
+        cmocka_unit_test(export_lists_inexpressible_objects),
+        cmocka_unit_test(export_sorts_and_fills_ids),
+        cmocka_unit_test(numbers_keep_their_type),
         cmocka_unit_test(bad_export_input_is_an_error),
     };
 
