@@ -38,6 +38,7 @@ enum {
     OPT_MAX_PRESENCE,
     OPT_PRESENCE_TTL,
     OPT_CLAIM_GRACE,
+    OPT_ACTOR_IDLE,
     OPT_PING_INTERVAL,
     OPT_PING_TIMEOUT,
     OPT_NO_AUTH,
@@ -97,6 +98,9 @@ static const option_doc_t option_docs[] = {
     {"claim-grace", OPT_CLAIM_GRACE, "ANNOLIVE_CLAIM_GRACE", "SECONDS",
      "seconds a closed connection's claims wait for its replica to rejoin "
      "(default 10)"},
+    {"actor-idle", OPT_ACTOR_IDLE, "ANNOLIVE_ACTOR_IDLE", "SECONDS",
+     "seconds after an actor's last write before a room forgets it and its "
+     "stored acks (default 2592000, 30 days)"},
     {"ping-interval", OPT_PING_INTERVAL, "ANNOLIVE_PING_INTERVAL", "SECONDS",
      "seconds without traffic before a connection is pinged (default 30)"},
     {"ping-timeout", OPT_PING_TIMEOUT, "ANNOLIVE_PING_TIMEOUT", "SECONDS",
@@ -400,6 +404,11 @@ static int set_count(config_t *cfg, int id, const char *val)
             return -EINVAL;
         cfg->claim_grace_s = (int)v;
         return 0;
+    case OPT_ACTOR_IDLE:
+        if (parse_count(val, 1, 1ULL << 31, &v) < 0)
+            return -EINVAL;
+        cfg->actor_idle_s = v;
+        return 0;
     case OPT_PING_INTERVAL:
     case OPT_PING_TIMEOUT:
         if (parse_count(val, 1, 3600, &v) < 0)
@@ -428,6 +437,7 @@ static const char *range_hint(int id)
     case OPT_MAX_PRESENCE: return "an integer from 64 to 65536";
     case OPT_PRESENCE_TTL: return "an integer from 3 to 3600";
     case OPT_CLAIM_GRACE: return "an integer from 0 to 3600";
+    case OPT_ACTOR_IDLE: return "an integer from 1 to 2147483648";
     case OPT_AUTH_SKEW: return "an integer from 0 to 3600";
     case OPT_RATE_OPS:
     case OPT_RATE_BURST:
@@ -537,6 +547,7 @@ static void set_defaults(config_t *cfg)
     cfg->max_rooms = 64;
     cfg->presence_ttl_s = 15;
     cfg->claim_grace_s = 10;
+    cfg->actor_idle_s = 30 * 24 * 3600;
     cfg->ping_interval_s = 30;
     cfg->ping_timeout_s = 30;
     cfg->auth_alg = "HS256";

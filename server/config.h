@@ -31,6 +31,7 @@ typedef struct {
     size_t max_rooms;        /* rooms one connection may join */
     int presence_ttl_s;      /* seconds a presence entry lives unrenewed */
     int claim_grace_s;       /* seconds claims outlive their connection */
+    uint64_t actor_idle_s;   /* seconds before an idle actor is forgotten */
     int ping_interval_s;     /* idle seconds before the server pings */
     int ping_timeout_s;      /* seconds a ping may go unanswered */
     int no_auth;             /* development mode: no token checks */

@@ -38,6 +38,7 @@
 #define ROOM_SWEEP_MS 5000 /* how often rooms without members are freed */
 #define ROOM_IDLE_MS 10000 /* how long a room stays cached with no member */
 #define PRESENCE_GAP_MS 50 /* least time between two states of one entry */
+#define FORGET_BEATS 12    /* presence beats between two idle actor sweeps */
 
 typedef enum {
     ROOM_SUBSCRIBING, /* waiting for the SUBSCRIBE confirmation */
@@ -1161,10 +1162,24 @@ static void beat_room(const char *key, void *value, void *arg)
     free(conn_ptrs);
 }
 
+static void forget_actors(const char *key, void *value, void *arg)
+{
+    (void)value;
+    (void)arg;
+    store_forget(store, key, (uint64_t)cfg->actor_idle_s * 1000);
+}
+
 static void on_beat(uv_timer_t *t)
 {
+    static unsigned beats;
+
     (void)t;
     map_each(&rooms, beat_room, NULL);
+
+    /* Idle actors are few and old, so a sweep every FORGET_BEATS beats
+     * is enough. */
+    if (++beats % FORGET_BEATS == 0 && store_is_up(store))
+        map_each(&rooms, forget_actors, NULL);
 }
 
 /* Sends a claim_ack or release_ack. */

@@ -701,8 +701,9 @@ static void on_apply_reply(redisAsyncContext *ac, void *r, void *priv)
     free(req);
 }
 
-static void room_keys(const char *room, char keys[7][PROTO_ROOM_MAX + 16])
+static void room_keys(const char *room, char keys[8][PROTO_ROOM_MAX + 16])
 {
+    snprintf(keys[7], sizeof(keys[7]), "al:{%s}:seen", room);
     snprintf(keys[6], sizeof(keys[6]), "al:{%s}:meta", room);
     snprintf(keys[0], sizeof(keys[0]), "al:{%s}:objs", room);
     snprintf(keys[1], sizeof(keys[1]), "al:{%s}:revs", room);
@@ -715,13 +716,13 @@ static void room_keys(const char *room, char keys[7][PROTO_ROOM_MAX + 16])
 int store_apply(store_t *st, const char *room, const store_batch_t *batch,
                 store_apply_cb cb, void *arg)
 {
-    char keys[7][PROTO_ROOM_MAX + 16];
+    char keys[8][PROTO_ROOM_MAX + 16];
     char ackq[PROTO_ROOM_MAX + PROTO_ID_MAX + 16];
     char ch[PROTO_ROOM_MAX + 32];
     char max[24], count[24], opseq[24], nreads[24];
     char (*revs)[24];
     size_t n = batch->n;
-    size_t argc = 3 + 8 + 8 + 3 * n + 2 * batch->nreads;
+    size_t argc = 3 + 9 + 8 + 3 * n + 2 * batch->nreads;
     const char **argv;
     size_t *lens;
     req_t *req;
@@ -747,11 +748,12 @@ int store_apply(store_t *st, const char *room, const store_batch_t *batch,
 #define ARG(s, l) (argv[i] = (s), lens[i] = (l), i++)
     ARG("FCALL", 5);
     ARG("al_apply", 8);
-    ARG("8", 1);
+    ARG("9", 1);
     for (int k = 0; k < 6; k++)
         ARG(keys[k], strlen(keys[k]));
     ARG(ackq, strlen(ackq));
     ARG(keys[6], strlen(keys[6]));
+    ARG(keys[7], strlen(keys[7]));
     ARG(ch, strlen(ch));
     ARG(max, strlen(max));
     ARG(n ? batch->body : "", n ? batch->body_len : 0);
@@ -873,7 +875,7 @@ done:
 
 int store_load(store_t *st, const char *room, store_load_cb cb, void *arg)
 {
-    char keys[7][PROTO_ROOM_MAX + 16];
+    char keys[8][PROTO_ROOM_MAX + 16];
     const char *argv[6];
     size_t lens[6];
     req_t *req;
@@ -1019,6 +1021,40 @@ int store_command(store_t *st, int argc, const char **argv,
         return -EIO;
     }
     return 0;
+}
+
+static void on_forget_reply(int status, const redisReply *reply, void *arg)
+{
+    const char *room = arg;
+
+    if (status == -EPROTO)
+        log_warn("store", "room %s: al_forget failed: %s", room, reply->str);
+    else if (status == 0 && reply->type == REDIS_REPLY_INTEGER &&
+             reply->integer > 0)
+        log_info("store", "room %s: forgot %lld idle actors and their acks",
+                 room, reply->integer);
+    free(arg);
+}
+
+int store_forget(store_t *st, const char *room, uint64_t idle_ms)
+{
+    char keys[8][PROTO_ROOM_MAX + 16], idle[24];
+    const char *argv[7] = {"FCALL", "al_forget", "3", keys[4], keys[5],
+                           keys[7], idle};
+    size_t lens[7];
+    char *name = strdup(room);
+    int rc;
+
+    if (!name)
+        return -ENOMEM;
+    room_keys(room, keys);
+    snprintf(idle, sizeof(idle), "%" PRIu64, idle_ms);
+    for (int i = 0; i < 7; i++)
+        lens[i] = strlen(argv[i]);
+    rc = store_command(st, 7, argv, lens, on_forget_reply, name);
+    if (rc < 0)
+        free(name);
+    return rc;
 }
 
 void store_channel(const store_t *st, const char *room, char *out,

@@ -159,6 +159,11 @@ typedef void (*store_reply_cb)(int status, const struct redisReply *reply,
 int store_command(store_t *st, int argc, const char **argv,
                   const size_t *lens, store_reply_cb cb, void *arg);
 
+/* Removes the actors of room that have not written for idle_ms, with
+ * their acks, so that a retry after that long applies again. Returns 0 or
+ * a negative code. */
+int store_forget(store_t *st, const char *room, uint64_t idle_ms);
+
 /* Writes the pub/sub channel name of room into out. */
 void store_channel(const store_t *st, const char *room, char *out,
                    size_t outlen);

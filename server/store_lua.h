@@ -4,7 +4,8 @@
  * it in Redis.
  *
  * al_apply keys: objs, revs, seq, log, actors, acks, the actor's ack queue,
- * meta (its field stream_max, when set, replaces the stream max argument);
+ * meta (its field stream_max, when set, replaces the stream max argument),
+ * seen (zset: when each actor last wrote);
  * args: channel, stream max, event body, object count, actor, opseq, ack
  * results, read count, then (id, expected rev, record) per object written
  * and (id, expected rev) per object only read. It returns
@@ -14,6 +15,9 @@
  * al_load keys: objs, revs, seq; returns {seq, objs as pairs, revs as
  * pairs}. al_range keys: log, seq; args: after, count; returns {id of the
  * oldest entry or "0-0", entries after the given seq, the room's seq}.
+ * al_forget keys: actors, acks, seen; args: idle milliseconds; removes up to
+ * 64 actors that have not written for that long, with their acks and ack
+ * queues, and returns how many.
  *
  * store_lua_aware, appended to the same library, keeps presence and claims.
  * Its functions take the keys pres (key -> entry JSON), pown (key -> conn
@@ -28,8 +32,6 @@
 #ifndef AL_STORE_LUA_H
 #define AL_STORE_LUA_H
 
-/* NOTE: the actors hash, the acks and each actor's ack queue are never
- * removed, so every actor name a room has seen stays in Redis. */
 #define STORE_ACKS_KEPT 256 /* acks kept per actor and room */
 #define STR(x) #x
 #define XSTR(x) STR(x)
@@ -37,6 +39,10 @@
 static const char store_lua_library[] =
     "#!lua name=annolive\n"
     "local ACKS_KEPT = " XSTR(STORE_ACKS_KEPT) "\n"
+    "local function now_ms()\n"
+    "  local t = redis.call('TIME')\n"
+    "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "end\n"
     "local function apply(keys, args)\n"
     "  local actor, opseq = args[5], tonumber(args[6])\n"
     "  local ack_field = actor .. ' ' .. args[6]\n"
@@ -76,7 +82,23 @@ static const char store_lua_library[] =
     "    local old = redis.call('LPOP', keys[7])\n"
     "    redis.call('HDEL', keys[6], actor .. ' ' .. old)\n"
     "  end\n"
+    "  redis.call('ZADD', keys[9], now_ms(), actor)\n"
     "  return {'ok', seq}\n"
+    "end\n"
+    "local function forget(keys, args)\n"
+    "  local idle = redis.call('ZRANGEBYSCORE', keys[3], '-inf',\n"
+    "                          now_ms() - tonumber(args[1]), 'LIMIT', 0, 64)\n"
+    "  local prefix = string.sub(keys[1], 1, #keys[1] - #'actors')\n"
+    "  for _, actor in ipairs(idle) do\n"
+    "    local queue = prefix .. 'ackq:' .. actor\n"
+    "    for _, opseq in ipairs(redis.call('LRANGE', queue, 0, -1)) do\n"
+    "      redis.call('HDEL', keys[2], actor .. ' ' .. opseq)\n"
+    "    end\n"
+    "    redis.call('DEL', queue)\n"
+    "    redis.call('HDEL', keys[1], actor)\n"
+    "    redis.call('ZREM', keys[3], actor)\n"
+    "  end\n"
+    "  return #idle\n"
     "end\n"
     "local function load(keys)\n"
     "  local seq = redis.call('GET', keys[3]) or '0'\n"
@@ -92,16 +114,13 @@ static const char store_lua_library[] =
     "  return {oldest, entries, redis.call('GET', keys[2]) or '0'}\n"
     "end\n"
     "redis.register_function('al_apply', apply)\n"
+    "redis.register_function('al_forget', forget)\n"
     "redis.register_function{function_name = 'al_load', callback = load,\n"
     "                        flags = {'no-writes'}}\n"
     "redis.register_function{function_name = 'al_range', callback = range,\n"
     "                        flags = {'no-writes'}}\n";
 
 static const char store_lua_aware[] =
-    "local function now_ms()\n"
-    "  local t = redis.call('TIME')\n"
-    "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "end\n"
     "local function split(value)\n"
     "  local nl = string.find(value, '\\n', 1, true)\n"
     "  return string.sub(value, 1, nl - 1), string.sub(value, nl + 1)\n"

@@ -424,3 +424,34 @@ describe('claims', () => {
     y.close();
   }));
 });
+
+describe('idle actors', () => {
+  test('an idle actor is forgotten with its acks', { timeout: 90000 }, env.wrap(async () => {
+    const room = 'actor-idle';
+    // Beats come every TTL / 3 seconds and idle actors are swept every
+    // twelfth beat, so with TTL 3 the sweep runs about every 12 seconds.
+    const d = await env.startInstance('d', { args: [...ARGS, '--actor-idle', '1'] });
+    const x = await peer(d, 'x');
+    await x.join(room, 'tab-x');
+    const batch = [{ op: 'create', id: 'once', kind: 'tag' }];
+    const first = await x.ops(room, 'old-bot', 1, batch);
+    assert.equal(first.results[0].status, 'applied');
+    assert.deepEqual(await redisLines(['HGET', `al:{${room}}:actors`, 'old-bot']), ['1']);
+    assert.deepEqual(await redisLines(['LLEN', `al:{${room}}:ackq:old-bot`]), ['1']);
+
+    const deadline = Date.now() + 60000;
+    while ((await redisLines(['HEXISTS', `al:{${room}}:actors`, 'old-bot']))[0] === '1') {
+      assert.ok(Date.now() < deadline, 'actor old-bot was not forgotten within 60 s');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    assert.deepEqual(await redisLines(['HLEN', `al:{${room}}:acks`]), ['0']);
+    assert.deepEqual(await redisLines(['EXISTS', `al:{${room}}:ackq:old-bot`]), ['0']);
+    assert.deepEqual(await redisLines(['ZCARD', `al:{${room}}:seen`]), ['0']);
+
+    // As documented, the same batch resent after that is decided again.
+    const again = await x.ops(room, 'old-bot', 1, batch);
+    assert.equal(again.results[0].status, 'conflict');
+    assert.equal(again.results[0].reason, 'exists');
+    x.close();
+  }));
+});
