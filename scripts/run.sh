@@ -125,6 +125,9 @@ start_instance() {
     fi
     if [[ -d "$REPO/client-js/demo" ]]; then
         args+=(--static "$REPO/client-js/demo")
+        # The demo's image is a link to a labelme-examples photo, made here.
+        node "$REPO/client-js/demo/link-image.mjs" >/dev/null ||
+            log "the demo page has no image: labelme-examples is missing"
     fi
     "$BIN" "${args[@]}" </dev/null >"$logfile" 2>&1 &
     PIDS+=("$!")
@@ -149,6 +152,9 @@ Try it, each command in its own terminal:
   $cli import --url ws://127.0.0.1:$PORT_a --room demo $coco
   $cli export --url ws://127.0.0.1:$PORT_b --room demo --format coco
   curl http://127.0.0.1:$PORT_a/v1/rooms/demo/snapshot
+
+The demo page, in two browser windows (one per instance):
+  http://127.0.0.1:$PORT_a/?room=demo&name=Ana   http://127.0.0.1:$PORT_b/?room=demo&name=Bo
 
 Press Ctrl-C to stop.
 INFO

@@ -1,10 +1,10 @@
 #!/bin/bash
 # Installs what annolive needs to build, run and test on Debian: gcc and
 # clang, the C libraries, redis-server, the labelme examples used by the
-# integration tests, Node.js when no `node` is on PATH, and client-js's npm
-# packages. The sanitize and fuzz stages of scripts/test.sh build with clang
-# and its sanitizer and libFuzzer runtimes. Safe to run again: a machine that
-# has everything does no apt work.
+# integration tests, chromium for the browser test, Node.js when no `node`
+# is on PATH, and client-js's npm packages. The sanitize and fuzz stages of
+# scripts/test.sh build with clang and its sanitizer and libFuzzer runtimes.
+# Safe to run again: a machine that has everything does no apt work.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -3,21 +3,22 @@
  * `annolive.v1.json` (JSON text frames, the default) or `annolive.v1.msgpack` (one msgpack map
  * per binary frame). ./msgpack.js describes which numbers keep their type and value in msgpack.
  *
- * It runs in browsers (globalThis.WebSocket) and in Node (the `ws` package). It does not
- * reconnect. After a close, pending requests are rejected, and the caller may call connect()
- * again and join its rooms anew.
+ * It runs in browsers (globalThis.WebSocket) and in Node (the `ws` package), chosen when
+ * connect() runs. The msgpack codec is loaded only for the msgpack encoding, so a page that
+ * speaks JSON needs no import map. It does not reconnect: after a close, pending requests are
+ * rejected, and the caller may call connect() again and join its rooms anew. AnnoliveSession
+ * (./session.js) adds reconnects, a replica per room and an outbox on top of this class.
  */
 
-import { decodeMessage, encodeMessage, MSGPACK_SUBPROTOCOL } from './msgpack.js';
-
-export { MSGPACK_SUBPROTOCOL };
+/** The subprotocol of the `msgpack` encoding (also exported by ./msgpack.js). */
+export const MSGPACK_SUBPROTOCOL = 'annolive.v1.msgpack';
 /** The subprotocol of the `json` encoding. */
 export const SUBPROTOCOL = 'annolive.v1.json';
 /** The subprotocol offered for each value of the `encoding` option. */
 export const SUBPROTOCOLS = Object.freeze({ json: SUBPROTOCOL, msgpack: MSGPACK_SUBPROTOCOL });
 export const DEFAULT_TIMEOUT_MS = 30000;
 
-const EVENT_TYPES = new Set(['event', 'snapshot', 'error', 'close']);
+const EVENT_TYPES = new Set(['event', 'snapshot', 'error', 'close', 'message']);
 
 /**
  * @typedef {Record<string, number>} VersionVector
@@ -120,7 +121,8 @@ function frameText(data) {
  * Client of one annolive server connection.
  *
  * Listeners registered with on() receive the raw protocol messages of type `event`,
- * `snapshot` and `error`; `close` listeners receive `{type: 'close', code, reason, byClient}`.
+ * `snapshot` and `error`; `close` listeners receive `{type: 'close', code, reason, byClient}`;
+ * `message` listeners receive every message the server sends, of any type, before the others.
  * Every server `error` message reaches the `error` listeners, including those that also
  * reject a pending send, join or leave.
  */
@@ -180,6 +182,7 @@ export class AnnoliveClient {
   async connect() {
     if (this.socket) throw new Error(`client is already connected to ${this.url}`);
     const WebSocketImpl = this.WebSocketImpl ?? (await loadWebSocket());
+    if (this.encoding === 'msgpack' && !this.codec) this.codec = await import('./msgpack.js');
     let socket;
     try {
       socket = new WebSocketImpl(this.socketUrl, SUBPROTOCOLS[this.encoding]);
@@ -218,11 +221,16 @@ export class AnnoliveClient {
   /**
    * Joins a room.
    * @param {string} room
-   * @param {{timeoutMs?: number}} [options]
-   * @returns {Promise<SnapshotMessage>} the room's snapshot; its events follow.
+   * @param {{timeoutMs?: number, since?: number, actor?: string}} [options] since resumes
+   *   after that seq; actor is the presence key (the protocol's `actor` of a join).
+   * @returns {Promise<SnapshotMessage | object>} the room's snapshot, or the `resumed` reply to
+   *   a join with since; the events follow.
    */
   join(room, options = {}) {
-    return this.request(this.pendingJoins, room, { type: 'join', room }, options);
+    const message = { type: 'join', room };
+    if (options.since !== undefined) message.since = options.since;
+    if (options.actor !== undefined) message.actor = options.actor;
+    return this.request(this.pendingJoins, room, message, options);
   }
 
   /**
@@ -243,9 +251,9 @@ export class AnnoliveClient {
    * for this opseq, on timeout (code `timeout`) or when the connection closes (`closed`).
    * @param {string} room
    * @param {Op[]} ops
-   * @param {{timeoutMs?: number, opseq?: number}} [options] `opseq` resends a batch under
-   *   the opseq it had, as the protocol asks after an `unavailable` error; the counter
-   *   does not move then.
+   * @param {{timeoutMs?: number, opseq?: number, atomic?: boolean}} [options] `opseq` resends a
+   *   batch under the opseq it had, as the protocol requires after an `unavailable` error; the
+   *   counter does not move then. `atomic` requests that every op applies or none does.
    * @returns {Promise<AckMessage>}
    */
   send(room, ops, options = {}) {
@@ -263,6 +271,7 @@ export class AnnoliveClient {
       return Promise.reject(new Error(`opseq ${opseq} in room ${room} is already waiting for its ack`));
     }
     const message = { type: 'ops', room, actor: this.actor, opseq, ops };
+    if (options.atomic) message.atomic = true;
     return this.track(options.timeoutMs, `ack of opseq ${opseq} in room ${room}`, (entry) => {
       entry.room = room;
       entry.opseq = opseq;
@@ -273,14 +282,14 @@ export class AnnoliveClient {
   }
 
   /**
-   * Registers a listener for `event`, `snapshot`, `error` or `close` messages.
-   * @param {'event' | 'snapshot' | 'error' | 'close'} type
+   * Registers a listener for `event`, `snapshot`, `error`, `close` or every (`message`) message.
+   * @param {'event' | 'snapshot' | 'error' | 'close' | 'message'} type
    * @param {(message: any) => void} fn
    * @returns {this}
    */
   on(type, fn) {
     if (!EVENT_TYPES.has(type)) {
-      throw new TypeError(`unknown listener type ${JSON.stringify(type)}: use event, snapshot, error or close`);
+      throw new TypeError(`unknown listener type ${JSON.stringify(type)}: use event, snapshot, error, close or message`);
     }
     if (!this.listeners.has(type)) this.listeners.set(type, new Set());
     this.listeners.get(type).add(fn);
@@ -289,7 +298,7 @@ export class AnnoliveClient {
 
   /**
    * Removes a listener registered with on().
-   * @param {'event' | 'snapshot' | 'error' | 'close'} type
+   * @param {'event' | 'snapshot' | 'error' | 'close' | 'message'} type
    * @param {(message: any) => void} fn
    * @returns {this}
    */
@@ -333,7 +342,7 @@ export class AnnoliveClient {
     if (!this.socket || this.socket.readyState !== 1) {
       throw new AnnoliveError('not_connected', `not connected to ${this.url}: call connect() first`);
     }
-    this.socket.send(this.encoding === 'msgpack' ? encodeMessage(message) : this.json.stringify(message));
+    this.socket.send(this.encoding === 'msgpack' ? this.codec.encodeMessage(message) : this.json.stringify(message));
   }
 
   /**
@@ -393,7 +402,7 @@ export class AnnoliveClient {
         return fail(`the server sent a binary frame as ${Object.prototype.toString.call(data)}, expected an ArrayBuffer`);
       }
       try {
-        return decodeMessage(data);
+        return this.codec.decodeMessage(data);
       } catch (err) {
         return fail(`the server sent a frame that is not one msgpack value: ${err.message}`);
       }
@@ -408,7 +417,11 @@ export class AnnoliveClient {
   handleFrame(data) {
     const message = this.decodeFrame(data);
     if (message === null || typeof message !== 'object') return;
+    this.emit('message', message);
     switch (message.type) {
+      case 'resumed':
+        this.pendingJoins.get(message.room)?.[0]?.resolve(message);
+        break;
       case 'snapshot':
         this.pendingJoins.get(message.room)?.[0]?.resolve(message);
         this.emit('snapshot', message);

@@ -81,6 +81,30 @@ test('join resolves with the snapshot', async () => {
   await client.close();
 });
 
+test('join with since resolves with resumed', async () => {
+  const joins = [];
+  handler = (message, reply) => {
+    joins.push(message);
+    reply({ type: 'resumed', room: message.room, since: message.since, seq: 9 });
+  };
+  const client = await connected();
+  const seen = [];
+  client.on('message', (message) => seen.push(message.type));
+  const reply = await client.join('project:1', { since: 4, actor: 'tab-a' });
+  await client.close();
+  assert.deepStrictEqual(joins, [{ type: 'join', room: 'project:1', since: 4, actor: 'tab-a' }]);
+  assert.deepStrictEqual(reply, { type: 'resumed', room: 'project:1', since: 4, seq: 9 });
+  assert.deepStrictEqual(seen, ['resumed']);
+});
+
+test('send with atomic marks the batch', async () => {
+  handler = (message, reply) => reply({ type: 'ack', room: message.room, opseq: message.opseq, results: [] });
+  const client = await connected();
+  await client.send('project:1', [], { atomic: true });
+  await client.close();
+  assert.equal(JSON.parse(lastFrame).atomic, true);
+});
+
 test('acks match by room and opseq', async () => {
   const batches = [];
   handler = (message, reply) => {
