@@ -859,8 +859,19 @@ describe('resilience', () => {
           await waitUntil(`the receiver to get opseq ${opseq - 1}`, () => receiver.seen.has(`${actor} ${opseq - 1}`),
             { timeoutMs: how === 'destroy' ? 2000 : 500, intervalMs: 5 }).catch(() => {});
         }
-        const peer = await Peer.open(a, `${actor}-${opseq}`);
-        await peer.request({ type: 'join', room }, 'snapshot', (m) => m.type === 'snapshot' && m.room === room);
+        const key = `${actor}-${opseq}`;
+        const previous = `${actor}-${opseq - 1}`;
+        const peer = await Peer.open(a, key);
+        const snapshot = await peer.request({ type: 'join', room, actor: key }, 'snapshot',
+          (m) => m.type === 'snapshot' && m.room === room);
+        // Presence messages about this peer and the previous one are the
+        // last the server sends here; once they are in, nothing more comes.
+        const shown = (k) => snapshot.presence.some((p) => p.client === k) ||
+          peer.messages.some((m) => m.type === 'presence' && m.client === k && m.state !== null);
+        const gone = (k) => !snapshot.presence.some((p) => p.client === k) ||
+          peer.messages.some((m) => m.type === 'presence' && m.client === k && m.state === null);
+        await waitUntil(`${key} to see its presence and not that of ${previous}`,
+          () => shown(key) && gone(previous), { timeoutMs: 5000, intervalMs: 5 });
         const ops = [{ op: 'create', id: `${actor}.${opseq}`, kind: 'tag', fields: { n: opseq } }];
         // The close follows the write callback, so the frame has left the process and nothing more is sent.
         await new Promise((resolve) => {
