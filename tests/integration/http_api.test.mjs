@@ -12,7 +12,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { LABELME_COCO, REPO, TestEnv, redisCommand, waitUntil, withTimeout } from './harness.mjs';
+import { LABELME_COCO, REPO, SHARED_DATA, TestEnv, redisCommand, waitUntil, withTimeout } from './harness.mjs';
+import { parse as parseJson, stringify as stringifyJson } from '../../client-js/src/json.js';
 
 // The msgpack encoder that client-js depends on.
 const { encode } = createRequire(path.join(REPO, 'client-js', 'package.json'))('@msgpack/msgpack');
@@ -445,9 +446,9 @@ describe('room administration', () => {
 });
 
 describe('COCO import and export', () => {
-  test('COCO import then export round trip', { skip: !fs.existsSync(LABELME_COCO) && 'labelme-examples is not installed' }, env.wrap(async () => {
-    const room = 'http:coco';
-    const file = fs.readFileSync(LABELME_COCO);
+  /** Imports a COCO file over HTTP and checks that its export has the same fields, as the same JSON text. */
+  async function roundTrip(room, cocoPath) {
+    const file = fs.readFileSync(cocoPath);
     const coco = JSON.parse(file);
     const url = `/v1/rooms/${room}/import?format=coco&actor=importer&opseq=1`;
     const imported = await call(b, 'POST', url, { token: tokens.admin, body: file });
@@ -462,7 +463,45 @@ describe('COCO import and export', () => {
     assert.equal(exported.body.images.length, coco.images.length);
     assert.equal(exported.body.annotations.length, coco.annotations.length);
     assert.deepEqual(exported.body.categories.map((c) => c.name), coco.categories.map((c) => c.name));
+
+    // The fields COCO defines come back as the same JSON text: numbers keep
+    // their digits and their integer or float type.
+    const original = parseJson(file.toString('utf8'));
+    const back = parseJson(exported.text);
+    const text = (value) => stringifyJson(value ?? null);
+    const categoryName = (doc, id) => doc.categories.find((c) => text(c.id) === text(id))?.name;
+    assert.equal(back.categories.length, original.categories.length);
+    original.categories.forEach((category, i) => {
+      for (const field of ['id', 'name', 'supercategory']) {
+        assert.equal(text(back.categories[i][field]), text(category[field]), `categories[${i}].${field}`);
+      }
+    });
+    for (const ann of original.annotations) {
+      const out = back.annotations.find((x) => text(x.id) === text(ann.id));
+      assert.ok(out, `annotation ${text(ann.id)} is exported`);
+      for (const field of ['image_id', 'bbox', 'segmentation', 'area', 'iscrowd']) {
+        assert.equal(text(out[field]), text(ann[field]), `annotation ${text(ann.id)} ${field}`);
+      }
+      assert.equal(categoryName(back, out.category_id), categoryName(original, ann.category_id));
+    }
+    for (const image of original.images) {
+      const out = back.images.find((x) => text(x.id) === text(image.id));
+      assert.ok(out, `image ${text(image.id)} is exported`);
+      for (const field of ['file_name', 'width', 'height']) {
+        assert.equal(text(out[field]), text(image[field]), `image ${text(image.id)} ${field}`);
+      }
+    }
+  }
+
+  test('COCO import then export round trip', { skip: !fs.existsSync(LABELME_COCO) && 'labelme-examples is not installed' }, env.wrap(async () => {
+    await roundTrip('http:coco', LABELME_COCO);
+    const room = 'http:coco';
     const other = await call(a, 'GET', `/v1/rooms/${room}/export?format=voc`, { token: tokens.admin });
     assert.equal(other.status, 400);
+  }));
+
+  const VAL2014 = path.join(SHARED_DATA, 'coco_instances_val2014_100.json');
+  test('COCO round trip with RLE masks', { skip: !fs.existsSync(VAL2014) && `${VAL2014} is absent` }, env.wrap(async () => {
+    await roundTrip('http:coco-val2014', VAL2014);
   }));
 });
