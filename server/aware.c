@@ -18,6 +18,7 @@
 
 typedef struct {
     char holder[PROTO_ID_MAX + 1];
+    const char *sub; /* of the holder's token, in json */
     msg_target_t target;
     json_t *json; /* the claim as announced */
 } claim_t;
@@ -106,6 +107,14 @@ void aware_unload(aware_t *a)
     clear_pending(a);
 }
 
+void aware_forget(aware_t *a)
+{
+    clear_cache(a);
+    a->version = 0;
+    a->crev = 0;
+    aware_unload(a);
+}
+
 uint64_t aware_claims_rev(const aware_t *a)
 {
     return a->crev;
@@ -165,6 +174,9 @@ static int put_claim(aware_t *a, json_t *json)
         return -EPROTO;
     }
     snprintf(c->holder, sizeof(c->holder), "%s", holder);
+    c->sub = json_string_value(json_object_get(json, "sub"));
+    if (!c->sub)
+        c->sub = "";
     c->json = json;
     aware_claim_key(&c->target, key, sizeof(key));
     if (map_put(&a->claims, key, c, &old) < 0) {
@@ -209,72 +221,110 @@ static int put_entry(aware_t *a, json_t *entry)
 
 /* The check of enforced claims */
 
-/* Returns the claim of another client on the object id, or NULL. */
+/* Returns 1 when claim c belongs to the writer client with sub. */
+static int held_by(const claim_t *c, const char *client, const char *sub)
+{
+    return strcmp(c->holder, client) == 0 && strcmp(c->sub, sub) == 0;
+}
+
+/* Returns another holder's claim on the object id, or NULL. */
 static const claim_t *claim_on_id(const aware_t *a, const char *id,
-                                  const char *client)
+                                  const char *client, const char *sub)
 {
     char key[PROTO_ID_MAX + 4];
     const claim_t *c;
 
     snprintf(key, sizeof(key), "o\n%s", id);
     c = map_get(&a->claims, key);
-    return c && strcmp(c->holder, client) != 0 ? c : NULL;
+    return c && !held_by(c, client, sub) ? c : NULL;
 }
 
-/* Returns the range claim of another client that covers frame of item. */
+/* Reads a frame number: a non-negative integer, or a float with an
+ * integral value. Returns 0, or -EINVAL when frame is not one. */
+static int frame_of(const json_t *frame, uint64_t *out)
+{
+    double d;
+
+    if (json_is_integer(frame) && json_integer_value(frame) >= 0) {
+        *out = (uint64_t)json_integer_value(frame);
+        return 0;
+    }
+    d = json_is_real(frame) ? json_real_value(frame) : -1;
+    if (d < 0 || d > 9007199254740991.0 || d != (double)(uint64_t)d)
+        return -EINVAL;
+    *out = (uint64_t)d;
+    return 0;
+}
+
+/* Returns another holder's range claim that covers frame of item. */
 static const claim_t *claim_on_frame(const aware_t *a, const char *item,
-                                     const json_t *frame, const char *client)
+                                     const json_t *frame, const char *client,
+                                     const char *sub)
 {
     uint64_t f;
 
-    if (!item || !json_is_integer(frame) || json_integer_value(frame) < 0)
+    if (!item || frame_of(frame, &f) < 0)
         return NULL;
-    f = (uint64_t)json_integer_value(frame);
     for (size_t i = 0; i < a->claims.nbuckets; i++) {
         for (map_entry_t *e = a->claims.buckets[i]; e; e = e->next) {
             const claim_t *c = e->value;
 
             if (c->target.item[0] && strcmp(c->target.item, item) == 0 &&
                 c->target.first <= f && f <= c->target.last &&
-                strcmp(c->holder, client) != 0)
+                !held_by(c, client, sub))
                 return c;
         }
     }
     return NULL;
 }
 
-/* The item and frame an op's object has: from the op's fields for a
- * create or restore, else from the stored object. */
-static void place_of(const op_t *op, const obj_t *cur, const char **item,
+/* Reads the item and frame of a set of fields, keeping *item and *frame
+ * where fields has none. */
+static void place_in(const json_t *fields, const char **item,
                      const json_t **frame)
 {
-    const json_t *fields = op->type == OP_CREATE || op->type == OP_RESTORE
-                               ? op->fields
-                               : NULL;
+    const json_t *value = json_object_get(fields, "item");
 
-    *item = json_string_value(json_object_get(fields, "item"));
-    *frame = json_object_get(fields, "frame");
-    if (cur && !*item)
-        *item = json_string_value(json_object_get(cur->fields, "item"));
-    if (cur && !*frame)
-        *frame = json_object_get(cur->fields, "frame");
+    if (json_is_string(value))
+        *item = json_string_value(value);
+    if ((value = json_object_get(fields, "frame")))
+        *frame = value;
+}
+
+/* Returns another holder's range claim on the place of the object before
+ * op (cur) or after it. */
+static const claim_t *claim_on_place(const aware_t *a, const op_t *op,
+                                     const obj_t *cur, const char *client,
+                                     const char *sub)
+{
+    const char *item = NULL;
+    const json_t *frame = NULL;
+    const claim_t *c;
+
+    if (cur)
+        place_in(cur->fields, &item, &frame);
+    if (cur && (c = claim_on_frame(a, item, frame, client, sub)))
+        return c;
+    if (op->type == OP_CREATE || op->type == OP_RESTORE)
+        place_in(op->fields, &item, &frame);
+    else if (op->type == OP_UPDATE)
+        place_in(op->set, &item, &frame);
+    return claim_on_frame(a, item, frame, client, sub);
 }
 
 const char *aware_blocker(const aware_t *a, const op_t *op, const obj_t *cur,
-                          const char *client, char *buf, size_t buflen)
+                          const char *client, const char *sub, char *buf,
+                          size_t buflen)
 {
     const claim_t *c = NULL;
-    const json_t *frame;
-    const char *item, *name;
+    const char *name;
 
     if (op->type == OP_SETTINGS || a->claims.len == 0)
         return NULL;
     if (op->type != OP_CREATE)
-        c = claim_on_id(a, op->id, client);
-    if (!c) {
-        place_of(op, cur, &item, &frame);
-        c = claim_on_frame(a, item, frame, client);
-    }
+        c = claim_on_id(a, op->id, client, sub);
+    if (!c)
+        c = claim_on_place(a, op, cur, client, sub);
     if (!c)
         return NULL;
     name = json_string_value(json_object_get(c->json, "name"));
@@ -439,16 +489,65 @@ static int load_claims(aware_t *a, const redisReply *pairs)
     return 0;
 }
 
+/* Emits what changed between the caches old and a: entries that are new,
+ * changed or gone, and claims that are new or gone. */
+static void emit_changes(const aware_t *a, const map_t *old_pres,
+                         const map_t *old_claims, aware_emit_fn emit,
+                         void *arg)
+{
+    json_t *msg;
+
+    for (size_t i = 0; i < a->pres.nbuckets; i++)
+        for (map_entry_t *e = a->pres.buckets[i]; e; e = e->next) {
+            const json_t *was = map_get(old_pres, e->key);
+
+            if (!was || !json_equal((json_t *)was, e->value)) {
+                msg = json_pack("{s:s, s:s}", "type", "presence", "room",
+                                a->room);
+                if (msg && json_object_update(msg, e->value) == 0)
+                    emit(msg, arg);
+                else
+                    json_decref(msg);
+            }
+        }
+    for (size_t i = 0; i < old_pres->nbuckets; i++)
+        for (map_entry_t *e = old_pres->buckets[i]; e; e = e->next)
+            if (!map_get(&a->pres, e->key) &&
+                (msg = json_pack("{s:s, s:s, s:s, s:n}", "type", "presence",
+                                 "room", a->room, "client", e->key,
+                                 "state")))
+                emit(msg, arg);
+    for (size_t i = 0; i < a->claims.nbuckets; i++)
+        for (map_entry_t *e = a->claims.buckets[i]; e; e = e->next)
+            if (!map_get(old_claims, e->key) &&
+                (msg = json_pack("{s:s, s:s, s:O}", "type", "claimed", "room",
+                                 a->room, "claim",
+                                 ((claim_t *)e->value)->json)))
+                emit(msg, arg);
+    for (size_t i = 0; i < old_claims->nbuckets; i++)
+        for (map_entry_t *e = old_claims->buckets[i]; e; e = e->next)
+            if (!map_get(&a->claims, e->key) &&
+                (msg = json_pack("{s:s, s:s, s:s, s:O}", "type", "released",
+                                 "room", a->room, "reason", "expired",
+                                 "claim", ((claim_t *)e->value)->json)))
+                emit(msg, arg);
+}
+
 int aware_load_reply(aware_t *a, const redisReply *reply, aware_emit_fn emit,
                      void *arg)
 {
     const redisReply *pres, *claims;
+    map_t old_pres = a->pres, old_claims = a->claims;
+    int rc = -EPROTO;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 ||
         reply->element[2]->type != REDIS_REPLY_ARRAY ||
         reply->element[3]->type != REDIS_REPLY_ARRAY)
         return -EPROTO;
-    clear_cache(a);
+
+    /* The old cache stays until the members were told what changed. */
+    map_init(&a->pres);
+    map_init(&a->claims);
     a->version = str_u64(reply->element[0]);
     a->crev = str_u64(reply->element[1]);
     pres = reply->element[2];
@@ -458,10 +557,19 @@ int aware_load_reply(aware_t *a, const redisReply *reply, aware_emit_fn emit,
 
         if (parse_stored(pres->element[i], &entry) < 0 ||
             put_entry(a, entry) < 0)
-            return -EPROTO;
+            goto out;
     }
     if (load_claims(a, claims) < 0)
-        return -EPROTO;
+        goto out;
+    emit_changes(a, &old_pres, &old_claims, emit, arg);
+    rc = 0;
+out:
+    map_each(&old_pres, free_entry, NULL);
+    map_free(&old_pres);
+    map_each(&old_claims, free_claim, NULL);
+    map_free(&old_claims);
+    if (rc < 0)
+        return rc;
     a->loaded = 1;
     if (a->pending_lost)
         log_warn("aware", "room %s: announcements were dropped while "
@@ -499,6 +607,16 @@ const char *aware_reply_word(const redisReply *reply)
         reply->element[0]->type == REDIS_REPLY_STRING)
         return reply->element[0]->str;
     return NULL;
+}
+
+void aware_each_missing(const redisReply *reply,
+                        void (*fn)(const char *key, void *arg), void *arg)
+{
+    if (reply->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < reply->elements; i++)
+        if (reply->element[i]->type == REDIS_REPLY_STRING)
+            fn(reply->element[i]->str, arg);
 }
 
 json_t *aware_reply_holder(const redisReply *reply)
@@ -589,10 +707,11 @@ int aware_drop(store_t *st, const char *room, const char *key,
 }
 
 int aware_beat(store_t *st, const char *room, int ttl_ms, int grace_ms,
-               const char *const *keys, const char *const *conns, size_t n)
+               int sweep, const char *const *keys, const char *const *conns,
+               size_t n, store_reply_cb cb, void *arg)
 {
     char ttl[24], grace[24];
-    const char **args = calloc(2 * n + 2, sizeof(*args));
+    const char **args = calloc(2 * n + 3, sizeof(*args));
     int rc;
 
     if (!args)
@@ -601,12 +720,12 @@ int aware_beat(store_t *st, const char *room, int ttl_ms, int grace_ms,
     snprintf(grace, sizeof(grace), "%d", grace_ms);
     args[0] = ttl;
     args[1] = grace;
+    args[2] = sweep ? "1" : "0";
     for (size_t i = 0; i < n; i++) {
-        args[2 + 2 * i] = keys[i];
-        args[3 + 2 * i] = conns[i];
+        args[3 + 2 * i] = keys[i];
+        args[4 + 2 * i] = conns[i];
     }
-    rc = fcall(st, room, "al_beat", args, 2 * n + 2, log_failure,
-               (void *)"al_beat");
+    rc = fcall(st, room, "al_beat", args, 2 * n + 3, cb, arg);
     free(args);
     return rc;
 }

@@ -38,8 +38,12 @@ void aware_free(aware_t *a);
 /* Returns 1 once a load has returned. */
 int aware_loaded(const aware_t *a);
 
-/* Forgets the cache before a new load; announcements are held again. */
+/* Marks the cache stale before a new load, which tells the members what
+ * changed; announcements are kept until the load returns. */
 void aware_unload(aware_t *a);
+
+/* Empties the cache, for a room whose keys were deleted, and unloads it. */
+void aware_forget(aware_t *a);
 
 /* Installs the reply of al_aware_load, then emits the held announcements
  * that are newer. Returns 0 or -EPROTO for a malformed reply. */
@@ -59,11 +63,13 @@ int aware_describe(const aware_t *a, json_t *msg);
  * checks as the revision of "@claims". */
 uint64_t aware_claims_rev(const aware_t *a);
 
-/* Returns NULL when no claim of another client than client covers the
- * object cur or the object op creates; else writes why into buf and
- * returns buf. */
+/* Returns NULL when no claim of another holder covers the object op
+ * writes, where it is (cur) or where op puts it; else writes why into buf
+ * and returns buf. A claim's holder is its client key and the sub of its
+ * token, so a writer that names another user's key is still blocked. */
 const char *aware_blocker(const aware_t *a, const op_t *op, const obj_t *cur,
-                          const char *client, char *buf, size_t buflen);
+                          const char *client, const char *sub, char *buf,
+                          size_t buflen);
 
 /* Writes the Redis key of a claim's target: "o\nID" or
  * "f\nITEM\nFIRST\nLAST". */
@@ -80,6 +86,11 @@ const char *aware_reply_word(const struct redisReply *reply);
  * or NULL. */
 json_t *aware_reply_holder(const struct redisReply *reply);
 
+/* Calls fn(key, arg) for each key of a reply to al_beat: the entries that
+ * were missing. */
+void aware_each_missing(const struct redisReply *reply,
+                        void (*fn)(const char *key, void *arg), void *arg);
+
 /* Redis calls. Each returns 0 or a negative code (cb is then not called);
  * cb may be NULL. */
 int aware_load(store_t *st, const char *room, store_reply_cb cb, void *arg);
@@ -89,7 +100,8 @@ int aware_set(store_t *st, const char *room, const char *key,
 int aware_drop(store_t *st, const char *room, const char *key,
                const char *conn, int grace_ms);
 int aware_beat(store_t *st, const char *room, int ttl_ms, int grace_ms,
-               const char *const *keys, const char *const *conns, size_t n);
+               int sweep, const char *const *keys, const char *const *conns,
+               size_t n, store_reply_cb cb, void *arg);
 int aware_claim(store_t *st, const char *room, const msg_target_t *t,
                 const char *client, const char *claim, uint64_t ttl_ms,
                 store_reply_cb cb, void *arg);

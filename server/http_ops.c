@@ -37,6 +37,7 @@ typedef struct {
     size_t nslices;
     size_t next; /* the slice whose ack is awaited */
     jwt_role_t role;
+    char sub[JWT_SUB_MAX + 1]; /* of the request's token */
     json_t *results; /* of the slices acked so far */
     uint64_t seq;    /* the last seq that applied, 0 when none */
     json_t *extra;   /* members added to the response (import) */
@@ -108,7 +109,8 @@ static const room_sink_t ops_sink = {on_ack, on_fail};
 static void submit_next(ops_req_t *req)
 {
     msg_t *m = &req->slices[req->next];
-    int rc = room_submit_sink(req->room, m, req->role, &ops_sink, req);
+    int rc = room_submit_sink(req->room, m, req->role, req->sub, &ops_sink,
+                              req);
 
     if (rc == 0)
         return;
@@ -214,6 +216,7 @@ int http_ops_apply(struct lws *wsi, http_t *h, const char *actor,
     snprintf(req->actor, sizeof(req->actor), "%s", actor);
     req->opseq = opseq;
     req->role = h->role;
+    snprintf(req->sub, sizeof(req->sub), "%s", h->claims.sub);
     req->extra = extra;
     while (req->nslices < n) {
         size_t first = req->nslices * max;

@@ -57,7 +57,8 @@ typedef struct {
     int resumed_sent; /* the "resumed" reply went out */
     char key[PROTO_ID_MAX + 1]; /* of the presence entry and the claims */
     int has_entry;     /* the entry was written or is being written */
-    json_t *pending;   /* presence state waiting for PRESENCE_GAP_MS */
+    json_t *state;     /* the latest presence state, sent or not */
+    int dirty;         /* state waits for PRESENCE_GAP_MS to pass */
     uint64_t state_at; /* loop time the last state was sent to Redis */
 } member_t;
 
@@ -69,6 +70,7 @@ typedef struct batch {
     void *sink_arg;
     jwt_role_t role; /* the writer's role in the room when it sent */
     int enforced;    /* computed under enforced claims */
+    char sub[JWT_SUB_MAX + 1]; /* the writer's token subject */
     msg_t msg;
     int attempts;
 } batch_t;
@@ -81,6 +83,8 @@ struct room {
     uint64_t seen_seq;   /* highest seq seen on the channel */
     map_t objs;          /* id -> obj_t*, tombstones included */
     aware_t *aware;      /* presence and claims */
+    int aware_once;      /* presence and claims were loaded before */
+    int resend_entries;  /* write the members' entries after the load */
     member_t *members;
     size_t nmembers, cap_members;
     batch_t *waiting;    /* FIFO of batches not yet computed */
@@ -102,6 +106,7 @@ static char conn_prefix[20]; /* random per process, so keys never repeat */
 static uv_timer_t beat_timer;     /* renews presence entries */
 static uv_timer_t flush_timer;    /* sends presence states that waited */
 static size_t pending_states;     /* members with a state waiting */
+static uint64_t sweep_from;       /* loop time before which no sweeps run */
 
 static void room_advance(room_t *r);
 static void pump(room_t *r);
@@ -169,7 +174,7 @@ static void free_room(const char *key, void *value, void *arg)
     map_each(&r->objs, free_obj_entry, NULL);
     map_free(&r->objs);
     for (size_t i = 0; i < r->nmembers; i++)
-        json_decref(r->members[i].pending);
+        json_decref(r->members[i].state);
     free(r->members);
     free_batches(r->waiting);
     aware_free(r->aware);
@@ -647,6 +652,9 @@ void room_on_subscribed(const char *name, void *arg)
 
     if (!r)
         return;
+
+    /* Redis may have lost the entries while the channel was down. */
+    r->resend_entries = r->aware_once;
     start_aware_load(r);
     if (r->loaded)
         start_catch_up(r);
@@ -687,6 +695,7 @@ static void resubscribe(const char *key, void *value, void *arg)
 void room_on_connection(int up, void *arg)
 {
     if (up) {
+        sweep_from = uv_now(loop) + (uint64_t)cfg->presence_ttl_s * 1000;
         log_info("room", "Redis is back: resubscribing %zu rooms",
                  rooms.len);
         map_each(&rooms, resubscribe, NULL);
@@ -914,9 +923,11 @@ static void emit_aware(json_t *msg, void *arg)
     room_t *r = arg;
     wire_t w;
 
+    /* A resuming member has the lists of its "resumed" reply, so it takes
+     * changes from then on, while its replay still runs. */
     wire_init(&w, msg);
     for (size_t i = 0; i < r->nmembers; i++)
-        if (r->members[i].ready)
+        if (r->members[i].ready || r->members[i].resumed_sent)
             sess_send_wire(r->members[i].sess, &w);
     wire_clear(&w);
 }
@@ -931,6 +942,7 @@ void room_on_aware(const char *name, const char *json, size_t len, void *arg)
 }
 
 static void beat_room(const char *key, void *value, void *arg);
+static int send_state(room_t *r, member_t *m, int joining);
 
 static void on_aware_load(int status, const struct redisReply *reply,
                           void *arg)
@@ -945,9 +957,17 @@ static void on_aware_load(int status, const struct redisReply *reply,
         return;
     }
 
-    /* Sweeps at once: no instance may have served the room for a while,
-     * so entries of a crashed one can be waiting. */
-    beat_room(r->name, r, NULL);
+    /* The first load sweeps at once: no instance may have served the room
+     * for a while, so entries of a crashed one can be waiting. */
+    if (!r->aware_once)
+        beat_room(r->name, r, NULL);
+    r->aware_once = 1;
+    if (r->resend_entries) {
+        r->resend_entries = 0;
+        for (size_t i = 0; i < r->nmembers; i++)
+            if (r->members[i].has_entry)
+                send_state(r, &r->members[i], 1);
+    }
     if (r->state == ROOM_READY) {
         serve_members(r);
         pump(r);
@@ -1000,17 +1020,24 @@ static void on_state_set(int status, const struct redisReply *reply,
                         req->room->name);
     } else if (m && outcome && strcmp(outcome, "moved") == 0) {
         m->has_entry = 0; /* another connection took the entry over */
+    } else if (m && m->has_entry && outcome && strcmp(outcome, "gone") == 0) {
+        /* Swept while this instance stalled: write the entry again. */
+        log_info("room", "room %s: presence of %s was swept; writing it "
+                 "again", req->room->name, m->key);
+        send_state(req->room, m, 1);
     } else if (status < 0) {
-        log_warn("room", "room %s: cannot set a presence state", 
-                 req->room->name);
+        log_warn("room", "room %s: cannot set the presence of %s; it is "
+                 "sent again when Redis is back", req->room->name,
+                 m ? m->key : "a member that left");
     }
     free(req);
 }
 
-/* Sends a member's state (borrowed) to Redis. Returns 0 or a negative
- * code. */
-static int send_state(room_t *r, member_t *m, json_t *state, int joining)
+/* Sends a member's state to Redis; joining creates the entry when it is
+ * missing. Returns 0 or a negative code. */
+static int send_state(room_t *r, member_t *m, int joining)
 {
+    json_t *state = m->state;
     const sess_t *s = m->sess;
     char conn[64], *text;
     json_t *entry = json_pack("{s:s, s:s}", "client", m->key, "sub",
@@ -1043,7 +1070,7 @@ static int send_state(room_t *r, member_t *m, json_t *state, int joining)
 /* Creates the member's presence entry when it joins. */
 static void start_entry(room_t *r, member_t *m, const msg_t *join)
 {
-    json_t *empty = json_object();
+    json_t *empty;
 
     if (m->has_entry)
         return;
@@ -1055,19 +1082,21 @@ static void start_entry(room_t *r, member_t *m, const msg_t *join)
                                           "joined", "room", r->name,
                                           "client", m->key));
     }
-    m->has_entry = empty && send_state(r, m, empty, 1) == 0;
-    json_decref(empty);
+    json_decref(m->state);
+    m->state = empty = json_object();
+    m->has_entry = empty && send_state(r, m, 1) == 0;
 }
 
 static void drop_entry(room_t *r, member_t *m)
 {
     char conn[64];
 
-    if (m->pending) {
-        json_decref(m->pending);
-        m->pending = NULL;
+    if (m->dirty) {
+        m->dirty = 0;
         pending_states--;
     }
+    json_decref(m->state);
+    m->state = NULL;
     if (!m->has_entry)
         return;
     m->has_entry = 0;
@@ -1080,13 +1109,12 @@ static void drop_entry(room_t *r, member_t *m)
 
 static void flush_member(room_t *r, member_t *m)
 {
-    json_t *state = m->pending;
-
-    m->pending = NULL;
+    m->dirty = 0;
     pending_states--;
+
+    /* A state that Redis did not take is sent again when Redis is back. */
     if (m->has_entry)
-        send_state(r, m, state, 0);
-    json_decref(state);
+        send_state(r, m, 0);
 }
 
 static void flush_room(const char *key, void *value, void *arg)
@@ -1099,7 +1127,7 @@ static void flush_room(const char *key, void *value, void *arg)
     for (size_t i = 0; i < r->nmembers; i++) {
         member_t *m = &r->members[i];
 
-        if (m->pending && now - m->state_at >= PRESENCE_GAP_MS)
+        if (m->dirty && now - m->state_at >= PRESENCE_GAP_MS)
             flush_member(r, m);
     }
 }
@@ -1122,10 +1150,11 @@ void room_presence(sess_t *s, msg_t *msg)
                         msg->room);
         return;
     }
-    if (!m->pending)
+    if (!m->dirty)
         pending_states++;
-    json_decref(m->pending);
-    m->pending = msg->state;
+    m->dirty = 1;
+    json_decref(m->state);
+    m->state = msg->state;
     msg->state = NULL;
     if (uv_now(loop) - m->state_at >= PRESENCE_GAP_MS)
         flush_member(r, m);
@@ -1134,10 +1163,43 @@ void room_presence(sess_t *s, msg_t *msg)
                        PRESENCE_GAP_MS / 2);
 }
 
-/* Renews the entries of this instance's members and sweeps the room. */
+/* Writes again the entry of the member with key, which Redis lost. */
+static void restore_entry(const char *key, void *arg)
+{
+    room_t *r = arg;
+
+    for (size_t i = 0; i < r->nmembers; i++) {
+        member_t *m = &r->members[i];
+
+        if (m->has_entry && strcmp(m->key, key) == 0) {
+            log_info("room", "room %s: presence of %s is missing in Redis; "
+                     "writing it again", r->name, key);
+            send_state(r, m, 1);
+        }
+    }
+}
+
+static void on_beat_reply(int status, const struct redisReply *reply,
+                          void *arg)
+{
+    char *name = arg;
+    room_t *r = get_room(name, 0);
+
+    if (status == -EPROTO)
+        log_warn("room", "room %s: al_beat failed: %s", name,
+                 aware_reply_word(reply));
+    else if (status == 0 && r)
+        aware_each_missing(reply, restore_entry, r);
+    free(name);
+}
+
+/* Renews the entries of this instance's members and sweeps the room,
+ * unless Redis came back less than a ttl ago: the other instances may not
+ * have renewed their entries yet. */
 static void beat_room(const char *key, void *value, void *arg)
 {
     room_t *r = value;
+    char *name;
     const char **keys = calloc(r->nmembers + 1, sizeof(*keys));
     char (*conns)[64] = calloc(r->nmembers + 1, sizeof(*conns));
     const char **conn_ptrs = calloc(r->nmembers + 1, sizeof(*conn_ptrs));
@@ -1154,9 +1216,13 @@ static void beat_room(const char *key, void *value, void *arg)
         conn_ptrs[n] = conns[n];
         keys[n++] = m->key;
     }
-    if (keys && conns && conn_ptrs && store_is_up(store))
-        aware_beat(store, r->name, cfg->presence_ttl_s * 1000,
-                   cfg->claim_grace_s * 1000, keys, conn_ptrs, n);
+    name = keys && conns && conn_ptrs ? strdup(r->name) : NULL;
+    if (name && (!store_is_up(store) ||
+                 aware_beat(store, r->name, cfg->presence_ttl_s * 1000,
+                            cfg->claim_grace_s * 1000,
+                            uv_now(loop) >= sweep_from, keys, conn_ptrs, n,
+                            on_beat_reply, name) < 0))
+        free(name);
     free(keys);
     free(conns);
     free(conn_ptrs);
@@ -1219,8 +1285,9 @@ static void on_claim_reply(int status, const struct redisReply *reply,
                         "retry");
     } else if (strcmp(outcome, "full") == 0) {
         sess_send_error(m->sess, MSG_ERR_TOO_LARGE, req->room->name, 0,
-                        "room %s holds %d claims, the limit; release some "
-                        "first", req->room->name, AWARE_CLAIMS_MAX);
+                        "room %s holds %d claims, or the item %d frame "
+                        "ranges, the limits; release some first",
+                        req->room->name, AWARE_CLAIMS_MAX, STORE_RANGES_MAX);
     } else if (strcmp(outcome, "denied") == 0) {
         holder = aware_reply_holder(reply);
         send_claim_ack(m, req, "claim_ack", "denied", holder);
@@ -1819,8 +1886,8 @@ static const char *permit_op(const msg_t *batch, const op_t *op,
 
     if (why || !pa->batch->enforced)
         return why;
-    why = aware_blocker(pa->batch->room->aware, op, cur, pa->client, pa->why,
-                        sizeof(pa->why));
+    why = aware_blocker(pa->batch->room->aware, op, cur, pa->client,
+                        pa->batch->sub, pa->why, sizeof(pa->why));
     if (why)
         *reason = "claimed";
     return why;
@@ -1919,6 +1986,7 @@ void room_submit(sess_t *s, msg_t *msg)
     }
     b->room = r;
     b->sess = s;
+    snprintf(b->sub, sizeof(b->sub), "%s", s->claims.sub);
     if (jwt_room_role(&s->claims, r->name, &b->role) < 0)
         b->role = JWT_ROLE_VIEWER; /* the room left the token on refresh */
     b->msg = *msg;
@@ -1932,7 +2000,7 @@ void room_submit(sess_t *s, msg_t *msg)
 }
 
 int room_submit_sink(const char *name, msg_t *msg, jwt_role_t role,
-                     const room_sink_t *sink, void *arg)
+                     const char *sub, const room_sink_t *sink, void *arg)
 {
     room_t *r = get_room(name, 1);
     batch_t *b;
@@ -1946,6 +2014,7 @@ int room_submit_sink(const char *name, msg_t *msg, jwt_role_t role,
     b->sink = sink;
     b->sink_arg = arg;
     b->role = role;
+    snprintf(b->sub, sizeof(b->sub), "%s", sub);
     b->msg = *msg;
     msg_init(msg);
 
@@ -2013,6 +2082,10 @@ void room_on_deleted(const char *name, void *arg)
     log_info("room", "room %s: deleted; reloading", name);
     if (aware_loaded(r->aware))
         release_deleted_claims(r);
+
+    /* The members stay, so their entries are written again. */
+    aware_forget(r->aware);
+    r->resend_entries = 1;
     start_aware_load(r);
     r->seen_seq = 0;
     start_load(r);

@@ -73,6 +73,7 @@ typedef struct {
  * or a negative code when the room cannot be opened (Redis is down, or no
  * memory); the sink is then not called. */
 int room_submit_sink(const char *name, msg_t *msg, jwt_role_t role,
+                     const char *sub,
                      const room_sink_t *sink, void *arg);
 
 /* Returns the number of room memberships of the sessions on this

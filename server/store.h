@@ -16,6 +16,8 @@
 
 #include "config.h"
 
+#define STORE_RANGES_MAX 256 /* frame-range claims per item of a room */
+
 typedef struct store store_t;
 
 /* Notifications from the store to its owner. */
