@@ -256,7 +256,9 @@ static int frame_of(const json_t *frame, uint64_t *out)
     return 0;
 }
 
-/* Returns another holder's range claim that covers frame of item. */
+/* Returns another holder's range claim that covers frame of item.
+ * NOTE: scans every claim of the room, once per op of a batch in a room
+ * that enforces claims; an index by item would bound it. */
 static const claim_t *claim_on_frame(const aware_t *a, const char *item,
                                      const json_t *frame, const char *client,
                                      const char *sub)
