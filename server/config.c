@@ -69,8 +69,9 @@ static const option_doc_t option_docs[] = {
     {"listen", OPT_LISTEN, "ANNOLIVE_LISTEN", "HOST:PORT",
      "address for WebSocket and HTTP (default " DEFAULT_LISTEN ")"},
     {"redis", OPT_REDIS, "ANNOLIVE_REDIS", "URL",
-     "Redis as redis://[[USER]:PASSWORD@]IP:PORT[/DB], with % escapes in "
-     "USER and PASSWORD (default " DEFAULT_REDIS ")"},
+     "Redis as redis://[[USER]:PASSWORD@]IP:PORT[/DB], where IP may also "
+     "be localhost, with % escapes in USER and PASSWORD (default "
+     DEFAULT_REDIS ")"},
     {"redis-password-file", OPT_REDIS_PASSWORD_FILE,
      "ANNOLIVE_REDIS_PASSWORD_FILE", "FILE",
      "Redis password, read from FILE instead of the --redis URL"},
@@ -164,11 +165,17 @@ static void print_help(const char *prog)
 
         snprintf(left, sizeof(left), "--%s%s%s", d->name, d->arg ? " " : "",
                  d->arg ? d->arg : "");
-        printf("  %-24s %s\n", left, d->help);
+        if (strlen(left) > 24)
+            printf("  %s\n  %-24s %s\n", left, "", d->help);
+        else
+            printf("  %-24s %s\n", left, d->help);
         if (d->env)
             printf("  %-24s environment: %s\n", "", d->env);
     }
-    printf("\nOptions override environment variables.\n");
+    printf("\nOptions override environment variables.\n\n"
+           "%s token --secret-file FILE --sub SUB [OPTION]... mints an HS256 "
+           "token;\n%s token --help lists its options.\n",
+           prog, prog);
 }
 
 static int parse_host_port(const char *s, char *host, size_t hostlen,

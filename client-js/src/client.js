@@ -210,9 +210,18 @@ export class AnnoliveClient {
       socket.onclose = (event) => {
         this.socket = null;
         this.onClosed?.();
+        const text = String(lastError?.message ?? lastError ?? `close code ${event?.code}`);
+        // The ws package names the HTTP status of a rejected upgrade.
+        const status = /Unexpected server response: (\d+)/.exec(text)?.[1];
+        const hints = {
+          401: 'the server wants a valid token: pass --token or set ANNOLIVE_TOKEN (mint one with annolive token)',
+          403: 'the server rejected this Origin',
+          429: 'this address has too many connections open (--max-conns-per-ip)',
+          503: 'the instance is stopping or cannot reach Redis; try another instance or retry',
+        };
         const detail = this.closedByClient
           ? 'close() was called before the connection opened'
-          : `${lastError?.message ?? lastError ?? `close code ${event?.code}`}; is an annolive server listening there?`;
+          : `${text}; ${hints[status] ?? 'is an annolive server listening there?'}`;
         reject(new Error(`cannot connect to ${this.url}: ${detail}`));
       };
     });

@@ -20,7 +20,8 @@ const ITEM_MEMBERS = ['shapes', 'imagePath', 'imageWidth', 'imageHeight', 'image
 const SHAPE_MEMBERS = ['points', 'shape_type'];
 
 /**
- * Converts a labelme file to protocol `create` ops: the item first, then one op per shape.
+ * Converts a labelme file to protocol `create` ops: the item first, then one op per shape,
+ * then one `category` per label (`${prefix}cat:${label}`, percent-encoded).
  *
  * Ids are `${prefix}${name}:item` and `${prefix}${name}:shape:${index}`, where name is the
  * file's base name without `.json`, percent-encoded where it is not printable ASCII.
@@ -46,6 +47,7 @@ export function labelmeToOps(labelme, options) {
   if ('version' in labelme) itemFields.labelme_version = labelme.version;
   Object.assign(itemFields, without(labelme, ITEM_MEMBERS));
   const ops = [{ op: 'create', id: itemId, kind: 'item', fields: itemFields }];
+  const categories = new Set();
 
   for (const [index, shape] of labelme.shapes.entries()) {
     const where = `shape ${index} of ${options.name}`;
@@ -53,6 +55,16 @@ export function labelmeToOps(labelme, options) {
     const { kind, geometry } = shapeGeometry(shape, where);
     const fields = { item: itemId, label: shape.label, ...without(shape, SHAPE_MEMBERS), geometry };
     ops.push({ op: 'create', id: checkObjectId(`${base}shape:${index}`, where), kind, fields });
+    if (typeof shape.label === 'string') categories.add(shape.label);
+  }
+
+  // One category per label, shared by every file of the room, so that a
+  // COCO export has categories to name; a second file's create of the same
+  // category is a harmless "exists" conflict.
+  const prefix = options.prefix ?? DEFAULT_LABELME_PREFIX;
+  for (const label of categories) {
+    const id = checkObjectId(`${prefix}cat:${encodeURIComponent(label)}`, `label ${JSON.stringify(label)}`);
+    ops.push({ op: 'create', id, kind: 'category', fields: { name: label } });
   }
   return ops;
 }

@@ -17,8 +17,13 @@ function load(file) {
 test('rectangles become bboxes', { skip: skipUnless(BBOX_FILE) }, () => {
   const labelme = load(BBOX_FILE);
   const ops = labelmeToOps(labelme, { name: '2011_000003.json' });
-  assert.equal(ops.length, labelme.shapes.length + 1);
-  const [item, ...shapes] = ops;
+  const labels = [...new Set(labelme.shapes.map((shape) => shape.label))];
+  assert.equal(ops.length, labelme.shapes.length + 1 + labels.length);
+  const [item, ...rest] = ops;
+  const shapes = rest.slice(0, labelme.shapes.length);
+  assert.deepStrictEqual(rest.slice(labelme.shapes.length), labels.map((label) => ({
+    op: 'create', id: `labelme:cat:${encodeURIComponent(label)}`, kind: 'category', fields: { name: label },
+  })));
   assert.deepStrictEqual(item, {
     op: 'create',
     id: 'labelme:2011_000003:item',
@@ -70,7 +75,7 @@ test('polygons keep their points as one ring', { skip: skipUnless(POLYGON_FILE) 
 test('primitives map to kinds', { skip: skipUnless(PRIMITIVES_FILE) }, () => {
   const labelme = load(PRIMITIVES_FILE);
   const ops = labelmeToOps(labelme, { name: 'primitives.json' });
-  const kinds = ops.slice(1).map((op, i) => [labelme.shapes[i].shape_type, op.kind]);
+  const kinds = ops.slice(1, 1 + labelme.shapes.length).map((op, i) => [labelme.shapes[i].shape_type, op.kind]);
   assert.deepStrictEqual(kinds, [
     ['rectangle', 'bbox'],
     ['circle', 'ellipse'],

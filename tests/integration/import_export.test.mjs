@@ -235,6 +235,14 @@ describe('import and export', () => {
         unmatched.splice(index, 1);
       }
     }
+
+    // Every box exports to COCO, under one category per label.
+    const exported = await env.runCli(['export', '--url', b.wsUrl, '--room', room, '--format', 'coco']);
+    assert.equal(exported.code, 0, describeRun('export of the labelme room', exported));
+    const coco = JSON.parse(exported.stdout);
+    const shapes = files.flatMap((file) => JSON.parse(fs.readFileSync(path.join(LABELME_BBOX_DIR, file), 'utf8')).shapes);
+    assert.equal(coco.annotations.length, shapes.length);
+    assert.deepEqual(coco.categories.map((c) => c.name).sort(), [...new Set(shapes.map((s) => s.label))].sort());
   }));
 
   test('HTTP snapshot of empty and invalid rooms', { timeout: 30000 }, env.wrap(async () => {

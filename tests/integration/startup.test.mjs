@@ -4,9 +4,11 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import {
+  REPO,
   ANNOLIVE_BIN, TestEnv, describeRun, fetchJson, freePort, runProcess,
 } from './harness.mjs';
 
@@ -142,6 +144,13 @@ describe('startup', () => {
     assert.equal(result.code, 0, describeRun('annolive --help', result));
     const text = result.stdout + result.stderr;
     for (const option of OPTIONS) assert.ok(text.includes(option), `--help mentions ${option}:\n${text}`);
+
+    // README's options table and --help name the same options.
+    const readme = fs.readFileSync(path.join(REPO, 'README.md'), 'utf8');
+    const documented = new Set([...readme.matchAll(/^\| `(--[a-z-]+)/gm)].map((m) => m[1]));
+    documented.add('--version');
+    const listed = new Set([...text.matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]));
+    assert.deepEqual([...listed].sort(), [...documented].sort());
   }));
 
   test('settings from environment', { timeout: 30000 }, env.wrap(async () => {
