@@ -112,6 +112,9 @@ async function main() {
   }
   const session = new AnnoliveSession(values.url, { actor: values.actor, token: values.token ?? process.env.ANNOLIVE_TOKEN });
   session.on('error', (err) => console.error(`prelabel-bot: ${err.message}`));
+  session.on('status', ({ status, reason }) => {
+    if (status === 'closed' && reason === 'rejected') process.exit(1);
+  });
   const room = await session.join(values.room);
   room.on('rejected', ({ id, result }) => console.error(`prelabel-bot: ${id} rejected: ${result.message ?? result.reason}`));
   const results = await runPrelabel(room, { log: (line) => console.log(line) });

@@ -114,6 +114,9 @@ async function main() {
   }
   const session = new AnnoliveSession(values.url, { actor: values.actor, token: values.token ?? process.env.ANNOLIVE_TOKEN });
   session.on('error', (err) => console.error(`qa-bot: ${err.message}`));
+  session.on('status', ({ status, reason }) => {
+    if (status === 'closed' && reason === 'rejected') process.exit(1);
+  });
   const room = await session.join(values.room);
   room.on('rejected', ({ id, result }) => console.error(`qa-bot: review of ${id} rejected: ${result.message ?? result.reason}`));
   const labels = values.labels ? values.labels.split(',').map((s) => s.trim()).filter(Boolean) : null;

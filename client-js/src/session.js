@@ -430,6 +430,13 @@ export class AnnoliveSession extends Emitter {
     } catch (err) {
       if (this.closed) return;
       this.emit('error', err);
+      // Without getToken a rejected token or Origin stays rejected, so the
+      // session stops instead of retrying for ever.
+      if (!this.options.getToken && /Unexpected server response: 40[13]\b/.test(err.message)) {
+        await this.close();
+        this.setStatus('closed', { reason: 'rejected', message: err.message });
+        return;
+      }
       this.reconnectLater();
       return;
     }
