@@ -37,7 +37,7 @@
 #define MAX_ATTEMPTS 8     /* computations of one batch before giving up */
 #define ROOM_SWEEP_MS 5000 /* how often rooms without members are freed */
 #define ROOM_IDLE_MS 10000 /* how long a room stays cached with no member */
-#define PRESENCE_GAP_MS 50 /* least time between two states of one entry */
+#define PRESENCE_GAP_MS 50 /* minimum time between two states of an entry */
 #define FORGET_BEATS 12    /* presence beats between two idle actor sweeps */
 
 typedef enum {
@@ -157,7 +157,7 @@ static void free_batches(batch_t *b)
     while (b) {
         batch_t *next = b->next;
 
-        /* A sink frees its request when it is told. */
+        /* A sink frees its request when its callback runs. */
         if (b->sink)
             b->sink->fail(MSG_ERR_UNAVAILABLE, "the server is stopping",
                           b->sink_arg);
@@ -1552,7 +1552,7 @@ static void fail_followers(batch_t *b, msg_err_t code)
         r->waiting_tail = w;
 }
 
-/* Sends an error about batch b to whoever sent it. */
+/* Sends an error about batch b to its session or sink. */
 static void reply_error(batch_t *b, msg_err_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -1671,7 +1671,7 @@ static void send_stored_ack(batch_t *b, uint64_t seq, const char *results,
     json_decref(ack);
 }
 
-/* Adds the results of an answered batch to the metrics. */
+/* Adds the results of an acknowledged batch to the metrics. */
 static void count_results(const batch_t *b, const merge_out_t *out)
 {
     metrics_source_t src = b->sink ? METRICS_HTTP : METRICS_WS;
@@ -1893,7 +1893,7 @@ static const char *permit_op(const msg_t *batch, const op_t *op,
     return why;
 }
 
-/* Returns 1 when the room's settings say claims are enforced. */
+/* Returns 1 when the room's settings enforce claims. */
 static int claims_enforced(room_t *r)
 {
     const obj_t *settings = map_get(&r->objs, OBJ_ROOM_ID);
