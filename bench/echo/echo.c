@@ -243,8 +243,7 @@ static int write_one(member_t *m)
     if (!m->head)
         m->tail = NULL;
     m->queued--;
-    rc = lws_write(m->wsi, q->msg->data + LWS_PRE, q->msg->len,
-                   LWS_WRITE_TEXT);
+    rc = lws_write(m->wsi, q->msg->data + LWS_PRE, q->msg->len, LWS_WRITE_TEXT);
     unref(q->msg);
     free(q);
     if (m->head)
@@ -284,7 +283,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     return 0;
 }
 
-static const struct lws_protocols protocols[] = {
+/* Not const: --rx-buffer sets the receive buffer size before use. */
+static struct lws_protocols protocols[] = {
     {"annolive.v1.json", callback, sizeof(member_t), 65536, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
@@ -313,11 +313,19 @@ int main(int argc, char **argv)
     char host[64] = "127.0.0.1";
     int port = 0;
 
-    if (argc != 3 || strcmp(argv[1], "--listen") != 0 ||
-        sscanf(argv[2], "%63[^:]:%d", host, &port) != 2) {
-        fprintf(stderr, "Usage: annolive-echo --listen HOST:PORT\n");
+    if ((argc != 3 && argc != 5) || strcmp(argv[1], "--listen") != 0 ||
+        sscanf(argv[2], "%63[^:]:%d", host, &port) != 2 ||
+        (argc == 5 &&
+         (strcmp(argv[3], "--rx-buffer") != 0 || atoi(argv[4]) < 128))) {
+        fprintf(stderr, "Usage: annolive-echo --listen HOST:PORT "
+                        "[--rx-buffer BYTES]\n"
+                        "BYTES is libwebsockets' receive buffer per "
+                        "connection, at least 128 (default 65536, as in "
+                        "annolive).\n");
         return 2;
     }
+    if (argc == 5)
+        protocols[0].rx_buffer_size = (size_t)atoi(argv[4]);
     raise_fd_limit();
     signal(SIGPIPE, SIG_IGN);
     lws_set_log_level(LLL_ERR, NULL);

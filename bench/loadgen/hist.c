@@ -1,7 +1,7 @@
 /*
- * The histogram of hist.h. Bucket b holds the values whose top seven bits
- * are b % 64 + 64 after a right shift by b / 64 - 1; values below 128 have
- * a bucket each.
+ * The histogram of hist.h. Bucket b contains the values whose top seven
+ * bits are b % 64 + 64 after a right shift by b / 64 - 1. Values below 128
+ * have a bucket each.
  */
 #include "hist.h"
 

@@ -30,7 +30,14 @@
 #define MAX_CODES 16
 
 typedef enum { MODE_FANOUT, MODE_IDLE, MODE_BIGROOM } run_mode_t;
-typedef enum { PH_CONNECT, PH_SETTLE, PH_RUN, PH_DRAIN, PH_LOAD, PH_JOINS } phase_t;
+typedef enum {
+    PH_CONNECT,
+    PH_SETTLE,
+    PH_RUN,
+    PH_DRAIN,
+    PH_LOAD,
+    PH_JOINS
+} phase_t;
 
 typedef struct {
     run_mode_t mode;
@@ -84,6 +91,7 @@ typedef struct {
     unsigned long batches_sent, presence_sent, acked, applied, op_conflicts;
     unsigned long delivered, expected, presence_delivered, unknown_type;
     unsigned long connect_errors, closed;
+    double last_delivery, last_ack; /* ms, for the rates */
     char codes[MAX_CODES][32];
     unsigned long code_counts[MAX_CODES];
     hist_t ack, delivery;
@@ -193,10 +201,9 @@ static size_t next_message(writer_t *w, char *buf, op_kind_t *kind)
     room_name(w->conn->room, room, sizeof(room));
     *kind = work_pick(&o.mix, (int)(rand_r(&w->seed) % 100));
     if (*kind == OP_PRESENCE)
-        return work_presence(buf, MSG_CAP, room, w->actor,
-                             (double)(rand_r(&w->seed) % 1280),
-                             (double)(rand_r(&w->seed) % 720),
-                             w->nlive ? w->live[0] : 0);
+        return work_presence(
+            buf, MSG_CAP, room, w->actor, (double)(rand_r(&w->seed) % 1280),
+            (double)(rand_r(&w->seed) % 720), w->nlive ? w->live[0] : 0);
     if (w->nlive == 0)
         *kind = OP_CREATE;
     w->opseq++;
@@ -301,6 +308,7 @@ static void on_event(conn_t *c, const char *text)
     if (w->conn == c) {
         if (o.echo) { /* the echo server's copy stands for the ack */
             st.acked++;
+            st.last_ack = now_ms();
             st.applied++;
             st.expected += (unsigned long)(o.clients - 1);
             record_send_latency(&st.ack, w, number_after(text, "\"opseq\":"));
@@ -308,6 +316,7 @@ static void on_event(conn_t *c, const char *text)
         return;
     }
     st.delivered++;
+    st.last_delivery = now_ms();
     record_send_latency(&st.delivery, w, number_after(text, "\"opseq\":"));
 }
 
@@ -348,6 +357,7 @@ static void on_ack(conn_t *c, const char *text)
     if (!w)
         return;
     st.acked++;
+    st.last_ack = now_ms();
     if (strstr(text, "\"seq\":")) {
         st.applied++;
         st.expected += (unsigned long)(o.clients - 1);
@@ -441,8 +451,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         st.connect_errors++;
         if (st.connect_errors <= 3)
-            fprintf(stderr, "loadgen: connection %d: %s\n", c->index,
-                    in ? (const char *)in : "connection error");
+            fprintf(stderr, "loadgen: connection %d failed: %s\n", c->index,
+                    in ? (const char *)in : "no reason given");
         /* fall through */
     case LWS_CALLBACK_CLIENT_CLOSED:
         if (c && !c->closed) {
@@ -501,6 +511,8 @@ static void enter(phase_t p)
 
 static void start_run(void)
 {
+    /* Presence updates of the joins are not part of the run. */
+    st.presence_delivered = 0;
     cpu0 = proc_cpu_seconds(o.pids, (size_t)o.npids);
     self_cpu0 = proc_cpu_seconds((int[]){getpid()}, 1);
     run_start = now_ms();
@@ -517,8 +529,8 @@ static void send_big_batch(void)
     if (big_sent + count > (unsigned long)o.objects)
         count = (unsigned)((unsigned long)o.objects - big_sent);
     w->opseq++;
-    len = work_create_many(buf, sizeof(buf), room_names[0], w->actor,
-                           w->opseq, big_sent + 1, count);
+    len = work_create_many(buf, sizeof(buf), room_names[0], w->actor, w->opseq,
+                           big_sent + 1, count);
     big_sent += count;
     if (len)
         enqueue(w->conn, buf, len);
@@ -530,7 +542,13 @@ static void step_bigroom(void)
         while (big_sent < (unsigned long)o.objects &&
                big_sent / 100 < big_acked + 4)
             send_big_batch();
-        if (big_acked * 100 >= (unsigned long)o.objects) {
+        if (now_ms() - phase_start > 120000) {
+            fprintf(stderr,
+                    "loadgen: loading the big room timed out after "
+                    "%lu of %d objects\n",
+                    big_acked * 100, o.objects);
+            uv_stop(loop);
+        } else if (big_acked * 100 >= (unsigned long)o.objects) {
             enter(PH_JOINS);
             joiner_next = 1;
             ramp_up(2);
@@ -539,8 +557,8 @@ static void step_bigroom(void)
     }
 
     /* One joiner at a time: connect, join, wait for its snapshot. */
-    if (joiner_next < nconns && (conns[joiner_next].joined ||
-                                 conns[joiner_next].closed)) {
+    if (joiner_next < nconns &&
+        (conns[joiner_next].joined || conns[joiner_next].closed)) {
         joiner_next++;
         if (joiner_next < nconns)
             ramp_up(joiner_next + 1);
@@ -583,7 +601,7 @@ static void on_tick(uv_timer_t *t)
         break;
     case PH_DRAIN:
         if ((st.acked >= st.batches_sent && st.delivered >= st.expected) ||
-            now - phase_start > 3000)
+            now - phase_start > 5000)
             uv_stop(loop);
         break;
     case PH_LOAD:
@@ -624,12 +642,24 @@ static void put_codes(FILE *f)
     fprintf(f, "},\n");
 }
 
+/* Seconds from the start of sending to t, at least the sending time. */
+static double span_to(double t, double secs)
+{
+    double s = (t - run_start) / 1000.0;
+
+    return s > secs ? s : secs;
+}
+
 static void report_fanout(FILE *f, double secs, double cpu, double self_cpu)
 {
-    double per_event = st.delivered ? cpu * 1e6 / (double)st.delivered : 0;
+    unsigned long messages = st.delivered + st.presence_delivered;
+    double per_event = messages ? cpu * 1e6 / (double)messages : 0;
+    double ev_s = (double)st.delivered / span_to(st.last_delivery, secs);
+    double ack_s = (double)st.acked / span_to(st.last_ack, secs);
 
     fprintf(f,
-            "  \"seconds\": %.3f,\n  \"batches_sent\": %lu,\n"
+            "  \"seconds\": %.3f,\n  \"drain_seconds\": %.3f,\n"
+            "  \"batches_sent\": %lu,\n"
             "  \"presence_sent\": %lu,\n  \"acked\": %lu,\n"
             "  \"ops_acked_per_s\": %.1f,\n  \"applied\": %lu,\n"
             "  \"op_conflicts_or_rejections\": %lu,\n"
@@ -638,19 +668,20 @@ static void report_fanout(FILE *f, double secs, double cpu, double self_cpu)
             "  \"presence_delivered\": %lu,\n  \"unknown_type\": %lu,\n"
             "  \"server_cpu_s\": %.3f,\n  \"server_cpu_us_per_event\": %.3f,\n"
             "  \"loadgen_cpu_s\": %.3f,\n",
-            secs, st.batches_sent, st.presence_sent, st.acked,
-            (double)st.acked / secs, st.applied, st.op_conflicts,
-            st.delivered, st.expected, (double)st.delivered / secs,
-            st.presence_delivered, st.unknown_type, cpu, per_event, self_cpu);
+            secs, span_to(st.last_delivery, secs) - secs, st.batches_sent,
+            st.presence_sent, st.acked, ack_s, st.applied, st.op_conflicts,
+            st.delivered, st.expected, ev_s, st.presence_delivered,
+            st.unknown_type, cpu, per_event, self_cpu);
     put_hist(f, "ack_ms", &st.ack);
     put_hist(f, "delivery_ms", &st.delivery);
 
-    printf("ops acked/s %.0f, events delivered/s %.0f (%lu of %lu), "
-           "presence delivered %lu\n",
-           (double)st.acked / secs, (double)st.delivered / secs,
-           st.delivered, st.expected, st.presence_delivered);
-    printf("server CPU %.2f s (%.3f us per event), loadgen CPU %.2f s\n", cpu,
-           per_event, self_cpu);
+    printf("ops acked/s %.0f (%lu of %lu), events delivered/s %.0f (%lu of "
+           "%lu), presence delivered %lu\n",
+           ack_s, st.acked, st.batches_sent, ev_s, st.delivered, st.expected,
+           st.presence_delivered);
+    printf("server CPU %.2f s (%.3f us per delivered event or presence), "
+           "loadgen CPU %.2f s\n",
+           cpu, per_event, self_cpu);
     printf("%-22s %8s %8s %8s %8s %8s\n", "latency (ms)", "p50", "p90", "p99",
            "p99.9", "max");
     print_hist("send -> ack", &st.ack);
@@ -724,7 +755,8 @@ static void report(void)
             njoined ? (double)(rss - rss_before) * 1024.0 / njoined : 0.0);
     printf("server RSS %ld KiB (peak %ld KiB, %.0f bytes per connection "
            "above the %ld KiB before)\n",
-           rss, hwm, njoined ? (double)(rss - rss_before) * 1024.0 / njoined : 0,
+           rss, hwm,
+           njoined ? (double)(rss - rss_before) * 1024.0 / njoined : 0,
            rss_before);
     fclose(f);
 }
@@ -765,9 +797,8 @@ static int parse_urls(const char *list)
 
     snprintf(buf, sizeof(buf), "%s", list);
     for (u = strtok_r(buf, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
-        if (o.nurls == MAX_URLS ||
-            sscanf(u, "ws://%63[^:]:%d", o.host[o.nurls],
-                   &o.port[o.nurls]) != 2)
+        if (o.nurls == MAX_URLS || sscanf(u, "ws://%63[^:]:%d", o.host[o.nurls],
+                                          &o.port[o.nurls]) != 2)
             return -EINVAL;
         o.nurls++;
     }
@@ -952,9 +983,13 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv) < 0)
         return 2;
     raise_fd_limit();
-    if (work_load_coco(o.coco) < 0 || make_members() < 0 ||
-        make_context() < 0) {
-        fprintf(stderr, "loadgen: set-up failed\n");
+    if (work_load_coco(o.coco) < 0) {
+        fprintf(stderr, "loadgen: cannot read shapes from %s\n", o.coco);
+        return 1;
+    }
+    if (make_members() < 0 || make_context() < 0) {
+        fprintf(stderr, "loadgen: out of memory or no libwebsockets context "
+                        "(is libwebsockets-evlib-uv installed?)\n");
         return 1;
     }
     rss_before = proc_status_kib(o.pids, (size_t)o.npids, "VmRSS");

@@ -161,8 +161,8 @@ typedef struct {
     int full;
 } out_t;
 
-__attribute__((format(printf, 2, 3))) static void put(out_t *o,
-                                                      const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void put(out_t *o, const char *fmt,
+                                                      ...)
 {
     va_list ap;
     int n;
@@ -199,8 +199,9 @@ static void put_geometry(out_t *o, size_t shape, int polygon, double dx,
 static void put_head(out_t *o, const char *room, const char *actor,
                      unsigned long opseq)
 {
-    put(o, "{\"type\":\"ops\",\"room\":\"%s\",\"actor\":\"%s\",\"opseq\":%lu,"
-           "\"ops\":[",
+    put(o,
+        "{\"type\":\"ops\",\"room\":\"%s\",\"actor\":\"%s\",\"opseq\":%lu,"
+        "\"ops\":[",
         room, actor, opseq);
 }
 
@@ -210,9 +211,9 @@ static size_t finish(out_t *o)
     return o->full ? 0 : o->len;
 }
 
-size_t work_create(char *out, size_t cap, const char *room,
-                   const char *actor, unsigned long opseq, unsigned long obj,
-                   size_t shape, int kind_polygon)
+size_t work_create(char *out, size_t cap, const char *room, const char *actor,
+                   unsigned long opseq, unsigned long obj, size_t shape,
+                   int kind_polygon)
 {
     out_t o = {out, 0, cap, 0};
 
@@ -220,8 +221,7 @@ size_t work_create(char *out, size_t cap, const char *room,
     put(&o,
         "{\"op\":\"create\",\"id\":\"%s.%lu\",\"kind\":\"%s\",\"fields\":{"
         "\"item\":\"img-1\",\"label\":\"%s\",\"geometry\":",
-        actor, obj, kind_polygon ? "polygon" : "bbox",
-        labels[shape % NLABELS]);
+        actor, obj, kind_polygon ? "polygon" : "bbox", labels[shape % NLABELS]);
     put_geometry(&o, shape, kind_polygon, 0, 0);
     put(&o, "}}");
     return finish(&o);
@@ -243,9 +243,8 @@ size_t work_move(char *out, size_t cap, const char *room, const char *actor,
     return finish(&o);
 }
 
-size_t work_relabel(char *out, size_t cap, const char *room,
-                    const char *actor, unsigned long opseq,
-                    unsigned long obj, int label)
+size_t work_relabel(char *out, size_t cap, const char *room, const char *actor,
+                    unsigned long opseq, unsigned long obj, int label)
 {
     out_t o = {out, 0, cap, 0};
 
@@ -257,9 +256,8 @@ size_t work_relabel(char *out, size_t cap, const char *room,
     return finish(&o);
 }
 
-size_t work_delete(char *out, size_t cap, const char *room,
-                   const char *actor, unsigned long opseq,
-                   unsigned long obj)
+size_t work_delete(char *out, size_t cap, const char *room, const char *actor,
+                   unsigned long opseq, unsigned long obj)
 {
     out_t o = {out, 0, cap, 0};
 
@@ -268,9 +266,8 @@ size_t work_delete(char *out, size_t cap, const char *room,
     return finish(&o);
 }
 
-size_t work_presence(char *out, size_t cap, const char *room,
-                     const char *actor, double x, double y,
-                     unsigned long selected)
+size_t work_presence(char *out, size_t cap, const char *room, const char *actor,
+                     double x, double y, unsigned long selected)
 {
     out_t o = {out, 0, cap, 0};
 

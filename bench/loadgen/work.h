@@ -8,7 +8,13 @@
 
 #include <stddef.h>
 
-typedef enum { OP_CREATE, OP_MOVE, OP_RELABEL, OP_DELETE, OP_PRESENCE } op_kind_t;
+typedef enum {
+    OP_CREATE,
+    OP_MOVE,
+    OP_RELABEL,
+    OP_DELETE,
+    OP_PRESENCE
+} op_kind_t;
 #define OP_KINDS 5
 
 /* Shares of each op kind, in percent of all sends; they add up to 100. */
@@ -25,8 +31,8 @@ int work_parse_mix(const char *text, mix_t *mix);
 op_kind_t work_pick(const mix_t *mix, int roll);
 
 /* Reads the polygons of a COCO instances file. Returns the number of
- * shapes, or a negative errno-style code. Without a file, or when it holds
- * no polygon, a few made-up shapes stand in. */
+ * shapes, or a negative errno-style code. Without a file, or when the file
+ * contains no polygon, it uses two made-up shapes. */
 int work_load_coco(const char *path);
 
 /* Number of shapes loaded. */
@@ -40,21 +46,18 @@ size_t work_shape_points(size_t i);
  * returns its length, or 0 when it does not fit. Object ids are
  * ACTOR.N. kind_polygon chooses polygon or bbox geometry from shape.
  */
-size_t work_create(char *out, size_t cap, const char *room,
-                   const char *actor, unsigned long opseq, unsigned long obj,
-                   size_t shape, int kind_polygon);
+size_t work_create(char *out, size_t cap, const char *room, const char *actor,
+                   unsigned long opseq, unsigned long obj, size_t shape,
+                   int kind_polygon);
 size_t work_move(char *out, size_t cap, const char *room, const char *actor,
                  unsigned long opseq, unsigned long obj, size_t shape,
                  int kind_polygon, double dx, double dy);
-size_t work_relabel(char *out, size_t cap, const char *room,
-                    const char *actor, unsigned long opseq,
-                    unsigned long obj, int label);
-size_t work_delete(char *out, size_t cap, const char *room,
-                   const char *actor, unsigned long opseq,
-                   unsigned long obj);
-size_t work_presence(char *out, size_t cap, const char *room,
-                     const char *actor, double x, double y,
-                     unsigned long selected);
+size_t work_relabel(char *out, size_t cap, const char *room, const char *actor,
+                    unsigned long opseq, unsigned long obj, int label);
+size_t work_delete(char *out, size_t cap, const char *room, const char *actor,
+                   unsigned long opseq, unsigned long obj);
+size_t work_presence(char *out, size_t cap, const char *room, const char *actor,
+                     double x, double y, unsigned long selected);
 
 /* A batch of count polygon creates, objects first .. first + count - 1,
  * for loading a big room. */
