@@ -163,6 +163,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     }
 }
 
+/* Bytes libwebsockets reads for a connection at a time. It allocates them
+ * for every connection, so they stay small: a longer message arrives in
+ * pieces that the session puts together. */
+#define RX_BUFFER_SIZE 4096
+
 /* The first protocol also serves HTTP and clients that offer no
  * subprotocol. */
 static const struct lws_protocols protocols[] = {
@@ -170,13 +175,13 @@ static const struct lws_protocols protocols[] = {
         .name = SESS_SUBPROTOCOL_JSON,
         .callback = callback,
         .per_session_data_size = sizeof(conn_t),
-        .rx_buffer_size = 65536,
+        .rx_buffer_size = RX_BUFFER_SIZE,
     },
     {
         .name = SESS_SUBPROTOCOL_MSGPACK,
         .callback = callback,
         .per_session_data_size = sizeof(conn_t),
-        .rx_buffer_size = 65536,
+        .rx_buffer_size = RX_BUFFER_SIZE,
     },
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };

@@ -21,7 +21,6 @@
 #include "metrics.h"
 #include "room.h"
 
-#define RX_KEEP_MAX 65536     /* receive buffer kept between messages */
 #define SESS_WRITE_CLOSE 4     /* lws' private LWS_WRITE_CLOSE */
 #define SLOW_CLOSE_GRACE_S 2  /* seconds a slow client gets to take the close */
 #define CLOSE_REPLY_S 2       /* seconds a client gets to reply to a close */
@@ -346,14 +345,15 @@ static int check_rate(sess_t *s, const msg_t *msg)
     return 0;
 }
 
-static void dispatch(sess_t *s)
+/* Decodes and handles one complete message of len bytes. */
+static void dispatch(sess_t *s, const char *buf, size_t len)
 {
     msg_error_t err;
     msg_t msg;
     int rc;
 
     msg_init(&msg);
-    if (s->rx_len == 0) {
+    if (len == 0) {
         sess_send_error(s, MSG_ERR_INVALID_JSON, NULL, 0,
                         "empty message: expected %s",
                         s->enc == ENC_MSGPACK ? "a msgpack map"
@@ -361,8 +361,8 @@ static void dispatch(sess_t *s)
         return;
     }
     rc = s->enc == ENC_MSGPACK
-             ? msg_decode_msgpack(s->rx, s->rx_len, &cfg->limits, &msg, &err)
-             : msg_decode_json(s->rx, s->rx_len, &cfg->limits, &msg, &err);
+             ? msg_decode_msgpack(buf, len, &cfg->limits, &msg, &err)
+             : msg_decode_json(buf, len, &cfg->limits, &msg, &err);
     if (rc < 0) {
         sess_send_error(s, err.code, err.room[0] ? err.room : NULL,
                         err.opseq, "%s", err.message);
@@ -449,6 +449,13 @@ static void on_receive(sess_t *s, struct lws *wsi, const void *in,
                        : "binary frames are not part of annolive.v1.json");
         return;
     }
+    /* A message that arrived in one piece is read where lws keeps it,
+     * so an idle connection holds no reassembly buffer. */
+    if (lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) &&
+        !lws_remaining_packet_payload(wsi) && len <= cfg->limits.max_message) {
+        dispatch(s, in, len);
+        return;
+    }
     rc = append_rx(s, in, len);
     if (rc == -E2BIG) {
         log_info("sess", "c%" PRIu64 ": closing: message over %zu bytes",
@@ -466,13 +473,11 @@ static void on_receive(sess_t *s, struct lws *wsi, const void *in,
     if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
         return;
 
-    dispatch(s);
+    dispatch(s, s->rx, s->rx_len);
     s->rx_len = 0;
-    if (s->rx_cap > RX_KEEP_MAX) {
-        free(s->rx);
-        s->rx = NULL;
-        s->rx_cap = 0;
-    }
+    free(s->rx);
+    s->rx = NULL;
+    s->rx_cap = 0;
 }
 
 /* Sends the close frame with the session's code and reason, then gives the
