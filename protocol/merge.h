@@ -71,8 +71,8 @@ typedef struct {
 } merge_permit_t;
 
 /* Like merge_batch(), and first calls permit for each op: a refused op is
- * rejected with the reason permit gives ("forbidden" unless it says
- * otherwise) and its message, and is not applied. */
+ * rejected with the reason permit gives ("forbidden" by default) and its
+ * message, and is not applied. */
 int merge_batch_permit(const msg_t *batch, merge_lookup_fn lookup, void *arg,
                        const merge_permit_t *permit, merge_out_t *out);
 

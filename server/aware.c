@@ -257,8 +257,8 @@ static int frame_of(const json_t *frame, uint64_t *out)
 }
 
 /* Returns another holder's range claim that covers frame of item.
- * NOTE: scans every claim of the room, once per op of a batch in a room
- * that enforces claims; an index by item would bound it. */
+ * NOTE: this scans every claim of the room for each op of a batch in a
+ * room that enforces claims. An index by item would bound it. */
 static const claim_t *claim_on_frame(const aware_t *a, const char *item,
                                      const json_t *frame, const char *client,
                                      const char *sub)
@@ -547,7 +547,7 @@ int aware_load_reply(aware_t *a, const redisReply *reply, aware_emit_fn emit,
         reply->element[3]->type != REDIS_REPLY_ARRAY)
         return -EPROTO;
 
-    /* The old cache stays until the members were told what changed. */
+    /* The old cache is kept until the members got the changes. */
     map_init(&a->pres);
     map_init(&a->claims);
     a->version = str_u64(reply->element[0]);

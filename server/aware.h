@@ -38,20 +38,20 @@ void aware_free(aware_t *a);
 /* Returns 1 once a load has returned. */
 int aware_loaded(const aware_t *a);
 
-/* Marks the cache stale before a new load, which tells the members what
- * changed; announcements are kept until the load returns. */
+/* Marks the cache stale before a new load, which then emits what changed
+ * to the members. Announcements are kept until the load returns. */
 void aware_unload(aware_t *a);
 
 /* Empties the cache, for a room whose keys were deleted, and unloads it. */
 void aware_forget(aware_t *a);
 
-/* Installs the reply of al_aware_load, then emits the held announcements
+/* Installs the reply of al_aware_load, then emits the kept announcements
  * that are newer. Returns 0 or -EPROTO for a malformed reply. */
 int aware_load_reply(aware_t *a, const struct redisReply *reply,
                      aware_emit_fn emit, void *arg);
 
 /* Takes one announcement from the channel: applies it and emits the
- * message it gives, or holds it until the load returns. */
+ * message it gives, or keeps it until the load returns. */
 void aware_on_announce(aware_t *a, const char *json, size_t len,
                        aware_emit_fn emit, void *arg);
 
@@ -63,10 +63,10 @@ int aware_describe(const aware_t *a, json_t *msg);
  * checks as the revision of "@claims". */
 uint64_t aware_claims_rev(const aware_t *a);
 
-/* Returns NULL when no claim of another holder covers the object op
- * writes, where it is (cur) or where op puts it; else writes why into buf
- * and returns buf. A claim's holder is its client key and the sub of its
- * token, so a writer that names another user's key is still blocked. */
+/* Returns NULL when no claim of another holder covers the object that op
+ * writes, where it is (cur) or where op puts it. Otherwise writes the
+ * reason into buf and returns buf. A holder is a client key together with
+ * its token's sub, so a writer that names another user's key is blocked. */
 const char *aware_blocker(const aware_t *a, const op_t *op, const obj_t *cur,
                           const char *client, const char *sub, char *buf,
                           size_t buflen);

@@ -19,7 +19,7 @@ typedef struct {
     int redis_db;
     char redis_user[128];      /* ACL user for AUTH, or "" */
     char redis_password[512];  /* password for AUTH, or "" for none */
-    const char *redis_password_file; /* file that holds the password */
+    const char *redis_password_file; /* file that contains the password */
     char instance[64];
     const char *static_dir; /* NULL when no files are served */
     log_level_t log_level;

@@ -345,7 +345,7 @@ static void on_poll_timer(uv_timer_t *t)
     read_events(req);
 }
 
-/* The stream no longer holds the events after since, or since is ahead
+/* The stream no longer contains the events after since, or since is ahead
  * of the room: the client must read a snapshot. */
 static int reset_reply(events_req_t *req, uint64_t first_seq, uint64_t room_seq)
 {

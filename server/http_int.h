@@ -76,7 +76,7 @@ int http_ops_post(struct lws *wsi, http_t *h);
 /* Imports the COCO file of the request body into h->room. */
 int http_ops_import(struct lws *wsi, http_t *h);
 
-/* Answers GET /v1/rooms/{room}/export?format=coco. */
+/* Serves GET /v1/rooms/{room}/export?format=coco. */
 int http_ops_export(struct lws *wsi, http_t *h);
 
 /* Room administration (http_rooms.c). */

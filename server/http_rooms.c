@@ -113,7 +113,7 @@ static int ask(list_req_t *req, json_t *entry, const char *member,
     return 0;
 }
 
-/* Adds room to the list and asks for its counts. Returns 0 or -1. */
+/* Adds room to the list and requests its counts. Returns 0 or -1. */
 static int add_room(list_req_t *req, const char *room)
 {
     char objs[PROTO_ROOM_MAX + 16], seq[PROTO_ROOM_MAX + 16];

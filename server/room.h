@@ -60,10 +60,11 @@ void room_submit(sess_t *s, msg_t *msg);
  * as an HTTP request. Exactly one of the two is called, once, on the loop
  * thread; the arguments are valid during the call only. */
 typedef struct {
-    /* The batch was answered: ack is the "ack" message as a session gets
-     * it (also for a batch seen before). */
+    /* The batch was acknowledged: ack is the "ack" message as a session
+     * gets it (also for a batch seen before). */
     void (*ack)(const json_t *ack, void *arg);
-    /* Nothing of the batch was applied: code and message say why. */
+    /* Nothing of the batch was applied: code and message give the
+     * reason. */
     void (*fail)(msg_err_t code, const char *message, void *arg);
 } room_sink_t;
 

@@ -450,7 +450,7 @@ static void on_receive(sess_t *s, struct lws *wsi, const void *in,
         return;
     }
     /* A message that arrived in one piece is read where lws keeps it,
-     * so an idle connection holds no reassembly buffer. */
+     * so an idle connection keeps no reassembly buffer. */
     if (lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) &&
         !lws_remaining_packet_payload(wsi) && len <= cfg->limits.max_message) {
         dispatch(s, in, len);

@@ -15,9 +15,9 @@
  * al_load keys: objs, revs, seq; returns {seq, objs as pairs, revs as
  * pairs}. al_range keys: log, seq; args: after, count; returns {id of the
  * oldest entry or "0-0", entries after the given seq, the room's seq}.
- * al_forget keys: actors, acks, seen; args: idle milliseconds; removes up to
- * 64 actors that have not written for that long, with their acks and ack
- * queues, and returns how many.
+ * al_forget keys: actors, acks, seen; args: idle milliseconds. It removes
+ * up to 64 actors that have not written for that long, with their acks and
+ * ack queues, and returns how many.
  *
  * store_lua_aware, appended to the same library, keeps presence and claims.
  * Its functions take the keys pres (key -> entry JSON), pown (key -> conn

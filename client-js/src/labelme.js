@@ -59,7 +59,7 @@ export function labelmeToOps(labelme, options) {
   }
 
   // One category per label, shared by every file of the room, so that a
-  // COCO export has categories to name; a second file's create of the same
+  // COCO export has categories to name. A second file's create of the same
   // category is a harmless "exists" conflict.
   const prefix = options.prefix ?? DEFAULT_LABELME_PREFIX;
   for (const label of categories) {

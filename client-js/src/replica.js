@@ -12,7 +12,7 @@
  *   the object is gone (deleted or never created).
  * - `conflict`: `{id, op, result, conflicts, object, retry}` when an op of this replica was
  *   `merged` (part of it applied) or got a `conflict`. Each of conflicts is `{field, value, dot}`:
- *   the current value and the dot `[actor, counter]` of whoever wrote it. retry() sends the
+ *   the current value and the dot `[actor, counter]` of its writer. retry() sends the
  *   part that did not apply again on the fresh base.
  * - `rejected`: `{id, op, result}` for an op the server rejected (or a batch it refused).
  * - `overwritten`: `{id, field, value, dot, by}` when another actor's write replaced a value this

@@ -202,7 +202,7 @@ describe('op batches over HTTP', { timeout: 120000 }, () => {
     assert.equal(snapshot.body.objects.length, 800);
     assert.equal(snapshot.body.seq, response.body.seq);
 
-    // A retry of the whole request is answered from the stored acks.
+    // A retry of the whole request gets the stored acks.
     const retry = await postOps(a, room, batch);
     assert.equal(retry.status, 200, retry.text);
     assert.deepEqual(retry.body, response.body);
@@ -269,7 +269,7 @@ describe('the event feed', { timeout: 120000 }, () => {
     assert.deepEqual(limited.body.events.map((e) => e.seq), [1, 2]);
     assert.equal(limited.body.next, 2);
 
-    // A long poll answers when the next batch applies.
+    // A long poll returns when the next batch applies.
     const poll = call(b, 'GET', `/v1/rooms/${room}/events?since=5&wait=30`, { token: tokens.admin });
     const written = await postOps(a, room, { actor: 'feeder', opseq: 6, ops: boxes('f6-', 1) });
     assert.equal(written.status, 200);
@@ -294,7 +294,8 @@ describe('the event feed', { timeout: 120000 }, () => {
     assert.equal(old.status, 200, old.text);
     assert.equal(old.body.reset, true);
     assert.equal(old.body.seq, 41);
-    assert.ok(old.body.first > 2 && old.body.first <= 41, `first ${old.body.first}`);
+    assert.ok(old.body.first > 2, `first ${old.body.first}`);
+    assert.ok(old.body.first <= 41, `first ${old.body.first}`);
 
     // From the oldest event kept, the feed reads on.
     const fromFirst = await call(b, 'GET', `/v1/rooms/${room}/events?since=${old.body.first - 1}`, { token: tokens.admin });

@@ -467,7 +467,7 @@ describe('floods and storms', () => {
     await watcher.join(room, 'watcher');
     const from = watcher.messages.length;
     const holders = await claimStorm(storm, room,
-      // An item holds at most 256 frame-range claims, so the ranges are
+      // An item takes at most 256 frame-range claims, so the ranges are
       // spread over ten items per holder.
       (h, k) => (h < 3 ? { id: `o-${h}-${k}` } : { item: `it-${h}-${k % 10}`, frames: [k * 10, k * 10 + 9] }));
     const ended = watcher.messages.slice(from).filter((m) => m.type === 'released' || (m.type === 'presence' && m.state === null));
