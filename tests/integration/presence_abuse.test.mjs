@@ -69,6 +69,7 @@ function tokenFor(sub, role = 'annotator', name = null) {
 class Peer {
   constructor(instance, name, { enc = 'json', token = null } = {}) {
     this.name = name;
+    this.instance = instance;
     this.enc = enc;
     this.messages = [];
     this.waiters = [];
@@ -177,6 +178,14 @@ function isPresenceOf(room, client, pred = () => true) {
 function showsEntry(room, client) {
   return (m) => (m.type === 'presence' && m.room === room && m.client === client && m.state !== null) ||
     ((m.type === 'snapshot' || m.type === 'resumed') && m.room === room && m.presence.some((p) => p.client === client));
+}
+
+/** Returns the open WebSocket connections of instance, from /metrics. */
+async function openConnections(instance) {
+  const response = await fetch(`${instance.httpUrl}/metrics`, { signal: AbortSignal.timeout(10000) });
+  const match = /^annolive_connections (\d+)$/m.exec(await response.text());
+  assert.ok(match, `/metrics of ${instance.name} has annolive_connections`);
+  return Number(match[1]);
 }
 
 /** Checks that instance still serves /healthz and a join. */
@@ -542,6 +551,7 @@ describe('entries across connections and instances', () => {
     const watcher = await peer(a, 'watcher');
     await watcher.join(room, 'watcher');
     const live = [];
+    const before = [await openConnections(a), await openConnections(b)];
     for (let i = 0; i < 40; i++) {
       const p = new Peer(i % 2 ? a : b, `r${i}`);
       await p.open();
@@ -554,6 +564,15 @@ describe('entries across connections and instances', () => {
       else live.push(p);
       if (live.length > 3) live.shift().close();
     }
+    // The entry belongs to the connection whose join reaches Redis last,
+    // and joins on two instances reach it in any order. The joins and
+    // closes above are all handled before the last join is sent.
+    for (const p of live) await p.waitFor('snapshot', (m) => m.type === 'snapshot');
+    const liveOn = (inst) => live.filter((p) => p.instance === inst).length;
+    await waitUntil('the closed connections to end on both instances', async () =>
+      await openConnections(a) === before[0] + liveOn(a) &&
+      await openConnections(b) === before[1] + liveOn(b), { timeoutMs: 30000 });
+    await sleep(200);
     const last = await peer(b, 'last');
     await last.join(room, 'tab-r');
     last.send({ type: 'presence', room, state: { final: true } });
