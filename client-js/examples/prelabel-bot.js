@@ -99,15 +99,31 @@ export function runPrelabel(room, { log = () => {} } = {}) {
   return Promise.all(pending);
 }
 
+const HELP_TEXT = `usage: prelabel-bot.js --url URL --room ROOM [OPTION]...
+
+Writes predicted boxes (source auto, with score and model) for the items of a room.
+
+  --url URL       the server's WebSocket URL, e.g. ws://127.0.0.1:7700
+  --room ROOM     the room to watch
+  --token TOKEN   a token with the bot role or higher (default: $ANNOLIVE_TOKEN)
+  --actor ID      the actor the boxes are written as (default: bot-prelabel)
+  --once          handle the items the room has, wait for the acks, and exit
+  --help          print this help`;
+
 async function main() {
   const { values } = parseArgs({
     options: {
       url: { type: 'string' }, room: { type: 'string' }, token: { type: 'string' },
       actor: { type: 'string', default: 'bot-prelabel' }, once: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
     },
   });
+  if (values.help) {
+    console.log(HELP_TEXT);
+    return;
+  }
   if (!values.url || !values.room) {
-    console.error('usage: prelabel-bot.js --url URL --room ROOM [--token TOKEN] [--actor ID] [--once]');
+    console.error(HELP_TEXT);
     process.exit(2);
   }
   const session = new AnnoliveSession(values.url, { actor: values.actor, token: values.token ?? process.env.ANNOLIVE_TOKEN });

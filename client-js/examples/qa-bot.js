@@ -101,15 +101,33 @@ export function runQa(room, { labels: fromOptions = null, log = () => {} } = {})
   return Promise.all(pending);
 }
 
+const HELP_TEXT = `usage: qa-bot.js --url URL --room ROOM [OPTION]...
+
+Checks the annotations of a room and writes its verdict into their review field.
+
+  --url URL       the server's WebSocket URL, e.g. ws://127.0.0.1:7700
+  --room ROOM     the room to check
+  --token TOKEN   a token with the reviewer or admin role (default: $ANNOLIVE_TOKEN)
+  --labels LIST   allowed labels, comma-separated (default: the room's label schema,
+                  else its category objects)
+  --actor ID      the actor the verdicts are written as (default: bot-qa)
+  --once          check the annotations the room has, wait for the acks, and exit
+  --help          print this help`;
+
 async function main() {
   const { values } = parseArgs({
     options: {
       url: { type: 'string' }, room: { type: 'string' }, token: { type: 'string' }, labels: { type: 'string' },
       actor: { type: 'string', default: 'bot-qa' }, once: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
     },
   });
+  if (values.help) {
+    console.log(HELP_TEXT);
+    return;
+  }
   if (!values.url || !values.room) {
-    console.error('usage: qa-bot.js --url URL --room ROOM [--token TOKEN] [--labels a,b] [--actor ID] [--once]');
+    console.error(HELP_TEXT);
     process.exit(2);
   }
   const session = new AnnoliveSession(values.url, { actor: values.actor, token: values.token ?? process.env.ANNOLIVE_TOKEN });

@@ -485,4 +485,18 @@ describe('example bots', () => {
     assert.match(review('odd').comment, /label "spaceship" is not one of/);
     assert.equal(review('odd').by, 'qa-bot');
   }));
+
+  test('--help lists every option the bots take', env.wrap(async () => {
+    for (const [name, options] of [
+      ['prelabel-bot.js', ['--url', '--room', '--token', '--actor', '--once', '--help']],
+      ['qa-bot.js', ['--url', '--room', '--token', '--labels', '--actor', '--once', '--help']],
+    ]) {
+      const run = await runProcess(process.execPath, [path.join(EXAMPLES, name), '--help'], { timeoutMs: 10000 });
+      assert.equal(run.code, 0, describeRun(`${name} --help`, run));
+      for (const option of options) assert.match(run.stdout, new RegExp(`^  ${option} `, 'm'), `${name} --help names ${option}`);
+      const bare = await runProcess(process.execPath, [path.join(EXAMPLES, name)], { timeoutMs: 10000 });
+      assert.equal(bare.code, 2, describeRun(`${name} with no options`, bare));
+      assert.match(bare.stderr, /--url URL --room ROOM/);
+    }
+  }));
 });
