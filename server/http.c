@@ -93,6 +93,12 @@ int http_error(struct lws *wsi, http_t *h, int status, const char *code,
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
+    if (status >= 500)
+        log_warn("http", "%d %s%s%s: %s", status, code,
+                 h->room[0] ? " in room " : "", h->room, text);
+    else
+        log_info("http", "%d %s%s%s: %s", status, code,
+                 h->room[0] ? " in room " : "", h->room, text);
     return http_respond(
         wsi, h, status,
         json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", text));

@@ -375,6 +375,10 @@ describe('tokens and roles', () => {
       assert.equal(r.status, 403, `${method} ${urlPath} for another room`);
       assert.equal(r.body.error.code, 'forbidden');
     }
+    // The operator finds each rejection in the log, with the room and the reason.
+    const log = fs.readFileSync(a.logPath, 'utf8');
+    assert.match(log, /INFO  http: 403 forbidden in room http:auth: /);
+    assert.match(log, /INFO  http: 401 unauthorized: /);
     // The list of an admin of other rooms contains only the rooms its token names.
     const listed = await call(a, 'GET', '/v1/rooms', { token: tokens.otherRoom });
     assert.equal(listed.status, 200);
