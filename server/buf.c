@@ -12,6 +12,8 @@
 
 unsigned long long buf_encodes[ENC_COUNT];
 
+#define JSON_FIRST_CAP 512 /* bytes first allocated for a JSON message */
+
 buf_t *buf_new(size_t len)
 {
     buf_t *b = malloc(sizeof(*b) + LWS_PRE + len + 1);
@@ -29,21 +31,48 @@ const char *buf_enc_name(enc_t enc)
     return enc == ENC_MSGPACK ? "msgpack" : "json";
 }
 
+/* A buffer that json_dump_callback() fills as it encodes. */
+typedef struct json_sink {
+    buf_t *b;
+    size_t cap; /* payload bytes that b has room for */
+} json_sink_t;
+
+static int append_json(const char *text, size_t size, void *arg)
+{
+    json_sink_t *sink = arg;
+    buf_t *b = sink->b;
+
+    if (b->len + size > sink->cap) {
+        size_t cap = sink->cap * 2;
+
+        while (cap < b->len + size)
+            cap *= 2;
+        b = realloc(b, sizeof(*b) + LWS_PRE + cap + 1);
+        if (!b)
+            return -1;
+        b->data = (unsigned char *)(b + 1) + LWS_PRE;
+        sink->b = b;
+        sink->cap = cap;
+    }
+    memcpy(b->data + b->len, text, size);
+    b->len += size;
+    return 0;
+}
+
+/* Encodes j once, into a buffer that grows as needed. */
 buf_t *buf_from_json(const json_t *j)
 {
-    size_t len = json_dumpb(j, NULL, 0, JSON_COMPACT);
-    buf_t *b;
+    json_sink_t sink = {.b = buf_new(JSON_FIRST_CAP), .cap = JSON_FIRST_CAP};
 
-    if (len == 0)
+    if (!sink.b)
         return NULL;
-    b = buf_new(len);
-    if (!b)
-        return NULL;
-    if (json_dumpb(j, (char *)b->data, len, JSON_COMPACT) != len) {
-        free(b);
+    sink.b->len = 0;
+    if (json_dump_callback(j, append_json, &sink, JSON_COMPACT) < 0 ||
+        sink.b->len == 0) {
+        free(sink.b);
         return NULL;
     }
-    return b;
+    return sink.b;
 }
 
 buf_t *buf_take_json(json_t *j)
