@@ -156,6 +156,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_RECEIVE:
     case LWS_CALLBACK_SERVER_WRITEABLE:
     case LWS_CALLBACK_TIMER:
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
     case LWS_CALLBACK_CLOSED:
         return sess_callback(wsi, reason, &conn->sess, in, len);
     default:
@@ -167,6 +168,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
  * for every connection, so they stay small: a longer message arrives in
  * pieces that the session puts together. */
 #define RX_BUFFER_SIZE 4096
+/* The most bytes one send() takes; a larger message goes out in several. */
+#define TX_PACKET_SIZE (256 * 1024)
 
 /* The first protocol also serves HTTP and clients that offer no
  * subprotocol. */
@@ -176,12 +179,14 @@ static const struct lws_protocols protocols[] = {
         .callback = callback,
         .per_session_data_size = sizeof(conn_t),
         .rx_buffer_size = RX_BUFFER_SIZE,
+        .tx_packet_size = TX_PACKET_SIZE,
     },
     {
         .name = SESS_SUBPROTOCOL_MSGPACK,
         .callback = callback,
         .per_session_data_size = sizeof(conn_t),
         .rx_buffer_size = RX_BUFFER_SIZE,
+        .tx_packet_size = TX_PACKET_SIZE,
     },
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };

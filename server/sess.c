@@ -3,9 +3,11 @@
  * subprotocols.
  *
  * Incoming frames are assembled up to the message size limit, decoded once
- * and dispatched. Outgoing messages are shared reference-counted buffers;
- * each session queues references and writes one per WRITEABLE callback,
- * as libwebsockets requires.
+ * and dispatched. Outgoing messages are shared reference-counted buffers
+ * that each session queues by reference. A message queued while nothing
+ * waits is written at once, which saves the two poll changes and the loop
+ * turn of a WRITEABLE callback. Otherwise a WRITEABLE callback writes
+ * queued messages back to back until libwebsockets keeps part of one.
  */
 #include "sess.h"
 
@@ -24,6 +26,7 @@
 #define SESS_WRITE_CLOSE 4     /* lws' private LWS_WRITE_CLOSE */
 #define SLOW_CLOSE_GRACE_S 2  /* seconds a slow client gets to take the close */
 #define CLOSE_REPLY_S 2       /* seconds a client gets to reply to a close */
+#define WRITE_BURST 32        /* messages written in one turn at most */
 
 static const config_t *cfg;
 static sess_t *sessions;
@@ -172,6 +175,16 @@ static void drained(sess_t *s)
     }
 }
 
+static int flush_queue(sess_t *s, struct lws *wsi);
+
+/* A message can go out at once when nothing waits before it and no close
+ * is under way. */
+static int can_write_now(const sess_t *s)
+{
+    return s->out_head == s->out_tail && !s->writing && !s->closing &&
+           !s->close_code && !lws_partial_buffered(s->wsi);
+}
+
 static void enqueue(sess_t *s, buf_t *b, int paced)
 {
     sess_out_t *o = malloc(sizeof(*o));
@@ -191,6 +204,18 @@ static void enqueue(sess_t *s, buf_t *b, int paced)
     s->out_bytes += b->len;
     if (paced)
         s->paced_bytes += b->len;
+    if (can_write_now(s)) {
+        if (flush_queue(s, s->wsi) < 0) {
+            s->close_code = LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_REASON_BASE,
+                            LWS_TO_KILL_ASYNC);
+            return;
+        }
+        /* Producers waiting for a drain run in the next WRITEABLE
+         * callback, not inside their own send. */
+        if (!s->out_head && !s->drains)
+            return;
+    }
     lws_callback_on_writable(s->wsi);
 }
 
@@ -505,14 +530,12 @@ static int send_close(sess_t *s, struct lws *wsi)
     return 0;
 }
 
-/* Writes the next queued message. Returns -1 to close the connection. */
-static int on_writeable(sess_t *s, struct lws *wsi)
+/* Writes the first queued message. Returns -1 when the write fails. */
+static int write_head(sess_t *s, struct lws *wsi)
 {
     sess_out_t *o = s->out_head;
     int n;
 
-    if (!o)
-        return s->close_code ? send_close(s, wsi) : 0;
     s->out_head = o->next;
     if (!s->out_head)
         s->out_tail = NULL;
@@ -530,11 +553,44 @@ static int on_writeable(sess_t *s, struct lws *wsi)
         log_info("sess", "c%" PRIu64 ": write failed; closing", s->id);
         return -1;
     }
+    return 0;
+}
+
+/* Writes queued messages back to back until the queue is empty, until
+ * libwebsockets keeps part of a frame for later, or for WRITE_BURST
+ * messages. Returns -1 when a write fails. */
+static int flush_queue(sess_t *s, struct lws *wsi)
+{
+    int written = 0;
+
+    s->writing = 1;
+    while (s->out_head && written < WRITE_BURST) {
+        if (write_head(s, wsi) < 0) {
+            s->writing = 0;
+            return -1;
+        }
+        written++;
+        if (lws_partial_buffered(wsi))
+            break;
+    }
+    s->writing = 0;
+    return 0;
+}
+
+/* Writes queued messages and runs the producers that wait for the queue to
+ * drain, then writes the close frame once the queue is empty. Returns -1
+ * to close the connection. */
+static int on_writeable(sess_t *s, struct lws *wsi)
+{
+    if (s->out_head && flush_queue(s, wsi) < 0)
+        return -1;
     if (s->drains && !sess_backlogged(s))
         drained(s);
-    if (s->out_head || s->close_code)
+    if (s->out_head) {
         lws_callback_on_writable(wsi);
-    return 0;
+        return 0;
+    }
+    return s->close_code ? send_close(s, wsi) : 0;
 }
 
 static void on_established(sess_t *s, struct lws *wsi)
@@ -579,6 +635,7 @@ static int authenticate(sess_t *s, struct lws *wsi)
 
 static void on_closed(sess_t *s)
 {
+    s->closing = 1;
     room_drop_session(s);
     drained(s); /* the callback finds the session gone from its rooms */
     drop_queue(s);
@@ -613,6 +670,9 @@ int sess_callback(struct lws *wsi, enum lws_callback_reasons reason,
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return on_writeable(s, wsi);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        s->closing = 1; /* libwebsockets answers the close frame */
+        return 0;
     case LWS_CALLBACK_CLOSED:
         on_closed(s);
         return 0;

@@ -49,6 +49,8 @@ typedef struct sess {
                               max_queue */
     int close_code;        /* non-zero once a close is pending */
     int close_sent;        /* the close frame is written */
+    int closing;           /* the peer closed or the connection ends */
+    int writing;           /* inside flush_queue() */
     char close_reason[64];
     struct room **rooms;   /* rooms joined, at most cfg->max_rooms */
     size_t nrooms, cap_rooms;
