@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsontext.h"
 #include "pack.h"
 
 unsigned long long buf_encodes[ENC_COUNT];
@@ -31,7 +32,7 @@ const char *buf_enc_name(enc_t enc)
     return enc == ENC_MSGPACK ? "msgpack" : "json";
 }
 
-/* A buffer that json_dump_callback() fills as it encodes. */
+/* A buffer that jsontext_dump() fills as it encodes. */
 typedef struct json_sink {
     buf_t *b;
     size_t cap; /* payload bytes that b has room for */
@@ -59,7 +60,8 @@ static int append_json(const char *text, size_t size, void *arg)
     return 0;
 }
 
-/* Encodes j once, into a buffer that grows as needed. */
+/* Encodes j once, into a buffer that grows as needed. Floats take the
+ * fewest digits that read back as the same double. */
 buf_t *buf_from_json(const json_t *j)
 {
     json_sink_t sink = {.b = buf_new(JSON_FIRST_CAP), .cap = JSON_FIRST_CAP};
@@ -67,7 +69,7 @@ buf_t *buf_from_json(const json_t *j)
     if (!sink.b)
         return NULL;
     sink.b->len = 0;
-    if (json_dump_callback(j, append_json, &sink, JSON_COMPACT) < 0 ||
+    if (jsontext_dump(j, append_json, &sink) < 0 ||
         sink.b->len == 0) {
         free(sink.b);
         return NULL;

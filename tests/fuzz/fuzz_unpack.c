@@ -2,13 +2,15 @@
  * libFuzzer target: decodes arbitrary bytes with unpack_json() and
  * unpack_obj(), as the server does with what it reads from Redis. A value
  * or stored object that unpacks is packed again and must unpack to an
- * equal one.
+ * equal one. A value that unpacks is also written as JSON text by
+ * jsontext_dump() and must parse to an equal value.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsontext.h"
 #include "pack.h"
 #include "proto.h"
 
@@ -30,6 +32,40 @@ static void repack(const json_t *j)
         json_decref(back);
     }
     msgpack_sbuffer_destroy(&sbuf);
+}
+
+typedef struct text {
+    char *data;
+    size_t len;
+} text_t;
+
+static int append(const char *piece, size_t len, void *arg)
+{
+    text_t *t = arg;
+    char *grown = realloc(t->data, t->len + len);
+
+    if (!grown)
+        return -1;
+    memcpy(grown + t->len, piece, len);
+    t->data = grown;
+    t->len += len;
+    return 0;
+}
+
+/* Writes j as JSON text and checks that the text parses to an equal
+ * value, reals staying reals. */
+static void retext(const json_t *j)
+{
+    text_t t = {NULL, 0};
+    json_t *back;
+
+    if (jsontext_dump(j, append, &t) != 0)
+        abort();
+    back = json_loadb(t.data, t.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    if (!back || !json_equal(back, j))
+        abort();
+    json_decref(back);
+    free(t.data);
 }
 
 /* Packs a stored object and checks that it unpacks to an equal object. */
@@ -58,6 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (unpack_json(buf, size, PACK_DEPTH_MAX, &j, err, sizeof(err)) == 0) {
         repack(j);
+        retext(j);
         json_decref(j);
     }
 
