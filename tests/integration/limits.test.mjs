@@ -452,6 +452,32 @@ describe('TLS', () => {
     assert.deepEqual(ids(snapshot.objects), ['tls-0', 'tls-1'], JSON.stringify(snapshot));
   }));
 
+  test('wss carries a 2 MB snapshot and a burst of events in order', { timeout: 60000 }, env.wrap(async () => {
+    // Messages larger than one TLS record and than one send() go out in
+    // parts, and events queued behind them keep their order.
+    const room = 'tls:big';
+    const writer = await connect(wsUrl(secure), { rejectUnauthorized: false });
+    await writer.join(room);
+    const note = 'n'.repeat(900);
+    for (let batch = 0; batch < 20; batch++) {
+      const ops = creates(`big-${batch}-`, 100).map((op) => ({ ...op, fields: { ...op.fields, note } }));
+      writer.sendOps(room, batch + 1, ops);
+      assertAllApplied(await writer.reply(room, batch + 1), 100, `batch ${batch} over wss`);
+    }
+    const reader = await connect(wsUrl(secure), { rejectUnauthorized: false });
+    const snapshot = await reader.join(room);
+    assert.equal(snapshot.objects.length, 2000, `objects in the snapshot: ${snapshot.objects.length}`);
+    assert.ok(JSON.stringify(snapshot).length > 2e6, 'the snapshot is over 2 MB');
+    for (let i = 0; i < 200; i++) writer.sendOps(room, 100 + i, creates(`burst-${i}-`, 1));
+    for (let i = 0; i < 200; i++) {
+      const reply = await writer.reply(room, 100 + i);
+      assert.equal(reply.type, 'ack', JSON.stringify(reply));
+    }
+    const last = await reader.take('the last event of the burst', (m) => m.type === 'event' && m.seq === snapshot.seq + 200, 30000);
+    const seqs = reader.messages.filter((m) => m.type === 'event' && m.room === room).map((m) => m.seq);
+    assert.deepEqual([...seqs, last.seq], Array.from({ length: 200 }, (_, i) => snapshot.seq + 1 + i));
+  }));
+
   test('https GET /healthz', { timeout: 30000 }, env.wrap(async () => {
     const health = await fetchJsonAnyCert(`${secure.httpUrl}/healthz`);
     assert.equal(health.status, 200, health.text);
