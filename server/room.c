@@ -32,6 +32,7 @@
 #include "merge.h"
 #include "metrics.h"
 #include "pack.h"
+#include "snap.h"
 
 #define RANGE_PAGE 500     /* stream entries read per catch-up request */
 #define MAX_ATTEMPTS 8     /* computations of one batch before giving up */
@@ -82,6 +83,7 @@ struct room {
     uint64_t seq;
     uint64_t seen_seq;   /* highest seq seen on the channel */
     map_t objs;          /* id -> obj_t*, tombstones included */
+    snap_cache_t snap;   /* objs encoded for snapshots, until they change */
     aware_t *aware;      /* presence and claims */
     int aware_once;      /* presence and claims were loaded before */
     int resend_entries;  /* write the members' entries after the load */
@@ -173,6 +175,7 @@ static void free_room(const char *key, void *value, void *arg)
 
     map_each(&r->objs, free_obj_entry, NULL);
     map_free(&r->objs);
+    snap_forget(&r->snap);
     for (size_t i = 0; i < r->nmembers; i++)
         json_decref(r->members[i].state);
     free(r->members);
@@ -316,11 +319,11 @@ static void remove_member(room_t *r, sess_t *s)
     }
 }
 
-/* Builds the snapshot message of the cache. Returns NULL on failure. */
-static json_t *snapshot_json(room_t *r, int reset)
+/* Builds the array of the cache's objects. Returns NULL on failure. */
+static json_t *objects_json(void *arg)
 {
+    room_t *r = arg;
     json_t *objects = json_array();
-    json_t *msg;
 
     for (size_t i = 0; objects && i < r->objs.nbuckets; i++) {
         for (map_entry_t *e = r->objs.buckets[i]; e; e = e->next) {
@@ -333,8 +336,16 @@ static json_t *snapshot_json(room_t *r, int reset)
             }
         }
     }
-    msg = json_pack("{s:s, s:s, s:I, s:o}", "type", "snapshot", "room",
-                    r->name, "seq", (json_int_t)r->seq, "objects", objects);
+    return objects;
+}
+
+/* Builds the snapshot message without its objects. Returns NULL on
+ * failure. */
+static json_t *snapshot_head(room_t *r, int reset)
+{
+    json_t *msg = json_pack("{s:s, s:s, s:I}", "type", "snapshot", "room",
+                            r->name, "seq", (json_int_t)r->seq);
+
     if (msg && reset)
         json_object_set_new(msg, "reset", json_true());
     if (msg && aware_describe(r->aware, msg) < 0) {
@@ -351,30 +362,33 @@ static void wait_for_drain(room_t *r, member_t *m);
  * of members that resume. */
 static void serve_members(room_t *r)
 {
-    wire_t plain, reset;
-    int built[2] = {0, 0};
+    json_t *heads[2] = {NULL, NULL};      /* plain, reset */
+    buf_t *bufs[2][ENC_COUNT] = {{NULL}}; /* by kind and encoding */
 
     if (!aware_loaded(r->aware))
         return;
     for (size_t i = 0; i < r->nmembers; i++) {
         member_t *m = &r->members[i];
-        wire_t *slot;
+        enc_t enc = m->sess->enc;
+        buf_t **slot;
 
         if (m->resume && !m->ready && !m->replaying) {
             start_replay(r, m);
             if (!m->reset)
                 continue;
         }
-        slot = m->reset ? &reset : &plain;
         if ((m->ready && !m->reset) || m->replaying)
             continue;
 
-        /* One snapshot of each kind is built and shared by the members. */
-        if (!built[m->reset]) {
-            wire_init(slot, snapshot_json(r, m->reset));
-            built[m->reset] = 1;
-        }
-        if (!slot->msg) {
+        /* One snapshot of each kind and encoding is built and shared by
+         * the members. */
+        slot = &bufs[m->reset][enc];
+        if (!heads[m->reset])
+            heads[m->reset] = snapshot_head(r, m->reset);
+        if (!*slot && heads[m->reset])
+            *slot = snap_message(&r->snap, enc, heads[m->reset],
+                                 objects_json, r);
+        if (!*slot) {
             sess_send_error(m->sess, MSG_ERR_INTERNAL, r->name, 0,
                             "cannot build the snapshot of room %s",
                             r->name);
@@ -384,18 +398,19 @@ static void serve_members(room_t *r)
          * unless another paced message still waits: a client that joins
          * again and again without reading is then closed. */
         if (m->sess->paced_bytes == 0)
-            sess_send_wire_paced(m->sess, slot);
+            sess_send_paced(m->sess, *slot);
         else
-            sess_send_wire(m->sess, slot);
+            sess_send(m->sess, *slot);
         m->ready = 1;
         m->reset = 0;
         m->resume = 0;
         m->seq = r->seq;
     }
-    if (built[0])
-        wire_clear(&plain);
-    if (built[1])
-        wire_clear(&reset);
+    for (int kind = 0; kind < 2; kind++) {
+        json_decref(heads[kind]);
+        for (int enc = 0; enc < ENC_COUNT; enc++)
+            buf_unref(bufs[kind][enc]);
+    }
 }
 
 /* Events */
@@ -443,6 +458,7 @@ static int install(room_t *r, obj_t *obj)
 {
     void *old;
 
+    snap_forget(&r->snap);
     if (map_put(&r->objs, obj->id, obj, &old) < 0) {
         obj_free(obj);
         return -ENOMEM;
@@ -596,6 +612,7 @@ static void on_load(int status, const store_room_t *sr, void *arg)
     }
     map_each(&r->objs, free_obj_entry, NULL);
     map_free(&r->objs);
+    snap_forget(&r->snap);
     for (size_t i = 0; i < sr->n; i++) {
         obj_t *o = NULL;
 
