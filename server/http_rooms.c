@@ -490,6 +490,20 @@ static void publish_deleted(delete_req_t *req)
         delete_fail(req);
 }
 
+/* Ends the scan: a room with no key is not found, so DELETE answers like
+ * PATCH does; otherwise the other instances are told. */
+static void scan_done(delete_req_t *req)
+{
+    if (req->keys > 0) {
+        publish_deleted(req);
+        return;
+    }
+    if (http_pending_finish(&req->p))
+        http_error(req->p.wsi, req->p.h, 404, "not_found",
+                   "no such room: room %s has no keys", req->room);
+    free(req);
+}
+
 static void on_unlink(int status, const redisReply *reply, void *arg)
 {
     delete_req_t *req = arg;
@@ -501,7 +515,7 @@ static void on_unlink(int status, const redisReply *reply, void *arg)
     if (reply->type == REDIS_REPLY_INTEGER)
         req->keys += (size_t)reply->integer;
     if (strcmp(req->cursor, "0") == 0)
-        publish_deleted(req);
+        scan_done(req);
     else
         delete_page(req);
 }
@@ -542,7 +556,7 @@ static void on_delete_scan(int status, const redisReply *reply, void *arg)
     if (reply->element[1]->elements > 0)
         unlink_keys(req, reply->element[1]);
     else if (strcmp(req->cursor, "0") == 0)
-        publish_deleted(req);
+        scan_done(req);
     else
         delete_page(req);
 }

@@ -443,6 +443,9 @@ describe('room administration', () => {
     const released = messages.find((m) => m.type === 'released');
     assert.equal(released?.reason, 'deleted');
     assert.deepEqual(released.claim.target, { id: 'd0' });
+    const neverCreated = await call(a, 'DELETE', `/v1/rooms/${room}-never-created`, { token: tokens.admin });
+    assert.equal(neverCreated.status, 404, `DELETE of a room with no keys: ${neverCreated.text}`);
+    assert.equal(neverCreated.body.error.code, 'not_found');
     const listAfterDelete = await call(a, 'GET', '/v1/rooms', { token: tokens.admin });
     assert.ok(!listAfterDelete.body.rooms.some((r) => r.room === room));
     const empty = await call(a, 'GET', `/v1/rooms/${room}/snapshot`, { token: tokens.admin });
