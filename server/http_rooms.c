@@ -490,8 +490,8 @@ static void publish_deleted(delete_req_t *req)
         delete_fail(req);
 }
 
-/* Ends the scan: a room with no key is not found, so DELETE answers like
- * PATCH does; otherwise the other instances are told. */
+/* Ends the scan. A room with no key gets 404, as PATCH gives it. Otherwise
+ * the deletion is published to the other instances. */
 static void scan_done(delete_req_t *req)
 {
     if (req->keys > 0) {
