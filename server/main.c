@@ -59,8 +59,9 @@ static void shut_down(server_t *srv)
 
 /* Steps of a graceful stop, polled by stop_timer: first the writes in
  * flight finish (their acks still reach the clients), then every
- * connection is closed with 1001 after its queued messages, then the loop
- * ends. Each step is bounded in time. */
+ * connection is closed with 1001 after its queued messages. The Redis
+ * commands that the closes sent, such as removing presence entries, then
+ * get their replies, and the loop ends. Each step is bounded in time. */
 static void on_stop_timer(uv_timer_t *t)
 {
     server_t *srv = t->data;
@@ -73,12 +74,17 @@ static void on_stop_timer(uv_timer_t *t)
         log_info("main", "closing %zu connections", sess_close_all());
         return;
     }
-    if (sess_count() > 0 && now < srv->stop_deadline)
+    if ((sess_count() > 0 || store_commands_pending(srv->store) > 0) &&
+        now < srv->stop_deadline)
         return;
     if (sess_count() > 0 || room_batches_in_flight() > 0)
         log_warn("main", "stopping with %zu connections and %zu writes "
                  "still open after %d ms", sess_count(),
                  room_batches_in_flight(), STOP_GRACE_MS);
+    else if (store_commands_pending(srv->store) > 0)
+        log_warn("main", "stopping with %zu Redis commands unanswered after "
+                 "%d ms; presence entries they removed expire by themselves",
+                 store_commands_pending(srv->store), STOP_GRACE_MS);
     uv_timer_stop(t);
     shut_down(srv);
 }

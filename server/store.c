@@ -480,6 +480,17 @@ int store_is_up(const store_t *st)
     return st->up;
 }
 
+size_t store_commands_pending(const store_t *st)
+{
+    size_t n = 0;
+
+    if (!st || !st->cmd || !st->up)
+        return 0;
+    for (const redisCallback *cb = st->cmd->replies.head; cb; cb = cb->next)
+        n++;
+    return n;
+}
+
 /* Subscriptions */
 
 static int send_channel_command(store_t *st, const char *command,

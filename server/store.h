@@ -118,6 +118,10 @@ void store_resync(store_t *st);
 /* Returns 1 while both connections are up. */
 int store_is_up(const store_t *st);
 
+/* Returns the commands sent on the command connection whose replies have
+ * not arrived, counting those not yet written to the socket. */
+size_t store_commands_pending(const store_t *st);
+
 /* Subscribes to room's channel; events->subscribed follows, also when the
  * channel was subscribed already. Returns 0 or a negative code when Redis
  * is down. */
