@@ -158,8 +158,10 @@ function randomUpdate(rng, object) {
   }
   if (Object.keys(set).length === 0 && unset.length === 0) set.label = pick(rng, LABELS);
   if (rng() < 0.03) {
-    // An invalid geometry: negative width for a bbox, any geometry for a kind without one.
-    set.geometry = object.kind === 'bbox' || !hasGeometry ? [1, 1, -5, 2] : [1];
+    // A geometry that no kind of KINDS accepts: three numbers fit neither a box, an ellipse,
+    // a polygon's rings nor x, y pairs, and a tag takes none. The kind the client sees may be
+    // stale, so the geometry must be invalid whichever create won.
+    set.geometry = [1, 1, -5];
     meta.invalid = true;
   }
   const op = { op: 'update', id: object.id, base: cloneJson(object.vv) };
