@@ -303,3 +303,54 @@ int jsontext_dump(const json_t *j, jsontext_write_fn write, void *arg)
     free(o);
     return rc;
 }
+
+typedef struct text {
+    char *data;
+    size_t len, cap;
+} text_t;
+
+static int append_text(const char *piece, size_t len, void *arg)
+{
+    text_t *t = arg;
+
+    if (t->len + len + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 256;
+        char *grown;
+
+        while (cap < t->len + len + 1)
+            cap *= 2;
+        grown = realloc(t->data, cap);
+        if (!grown)
+            return -1;
+        t->data = grown;
+        t->cap = cap;
+    }
+    memcpy(t->data + t->len, piece, len);
+    t->len += len;
+    t->data[t->len] = '\0';
+    return 0;
+}
+
+char *jsontext_dumps(const json_t *j)
+{
+    text_t t = {NULL, 0, 0};
+
+    if (jsontext_dump(j, append_text, &t) < 0 || !t.data) {
+        free(t.data);
+        return NULL;
+    }
+    return t.data;
+}
+
+static int count_text(const char *piece, size_t len, void *arg)
+{
+    (void)piece;
+    *(size_t *)arg += len;
+    return 0;
+}
+
+int jsontext_length(const json_t *j, size_t *len)
+{
+    *len = 0;
+    return jsontext_dump(j, count_text, len);
+}

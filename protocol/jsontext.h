@@ -24,6 +24,14 @@ typedef int (*jsontext_write_fn)(const char *text, size_t len, void *arg);
  * nested deeper than 2048 levels. */
 int jsontext_dump(const json_t *j, jsontext_write_fn write, void *arg);
 
+/* Returns the JSON text of j as a NUL-terminated string to free(), or NULL
+ * when out of memory or j is nested too deeply. */
+char *jsontext_dumps(const json_t *j);
+
+/* Sets *len to the bytes of the JSON text of j. Returns 0, or -1 when j
+ * is nested too deeply. */
+int jsontext_length(const json_t *j, size_t *len);
+
 /* Writes the JSON text of the finite double d into buf, which has at least
  * JSONTEXT_REAL_MAX bytes, and returns its length. */
 size_t jsontext_real(double d, char *buf);

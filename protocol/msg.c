@@ -4,6 +4,7 @@
  */
 #include "msg.h"
 
+#include "jsontext.h"
 #include "pack.h"
 
 #include <errno.h>
@@ -206,7 +207,9 @@ static int read_presence(const json_t *root, const proto_limits_t *limits,
         return -EINVAL;
     if (!json_is_object(state))
         return wrong_type("state", "an object", state, err, errlen);
-    msg->state_len = json_dumpb(state, NULL, 0, JSON_COMPACT);
+    if (jsontext_length(state, &msg->state_len) < 0)
+        return proto_fail(err, errlen, -E2BIG,
+                          "state is nested too deeply to encode");
     if (msg->state_len > limits->max_presence)
         return proto_fail(err, errlen, -E2BIG,
                           "state is %zu bytes as JSON, over the limit of %zu",

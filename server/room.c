@@ -31,6 +31,7 @@
 #include "map.h"
 #include "merge.h"
 #include "metrics.h"
+#include "jsontext.h"
 #include "pack.h"
 #include "snap.h"
 
@@ -1066,7 +1067,7 @@ static int send_state(room_t *r, member_t *m, int joining)
         json_object_set_new(entry, "name", json_string(s->claims.name));
     if (entry)
         json_object_set(entry, "state", state);
-    text = entry ? json_dumps(entry, JSON_COMPACT) : NULL;
+    text = entry ? jsontext_dumps(entry) : NULL;
     json_decref(entry);
     req = text ? new_req(r, s, NULL) : NULL;
     if (req) {
@@ -1344,7 +1345,7 @@ static char *claim_text(const member_t *m, const msg_t *msg)
                             json_string(m->sess->claims.name));
     if (claim)
         json_object_set_new(claim, "ttl", json_integer((json_int_t)msg->ttl));
-    text = claim ? json_dumps(claim, JSON_COMPACT) : NULL;
+    text = claim ? jsontext_dumps(claim) : NULL;
     json_decref(claim);
     return text;
 }

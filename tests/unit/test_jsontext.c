@@ -185,6 +185,21 @@ static void reals_in_trees_read_back_as_reals(void **state)
     json_decref(j);
 }
 
+static void dumps_and_length_agree(void **state)
+{
+    json_t *j = json_pack("{s:f, s:s, s:[i,b,n]}", "x", 0.91, "name", "caf\u00e9",
+                          "list", 7, 1);
+    char *text = jsontext_dumps(j);
+    size_t len = 0;
+
+    (void)state;
+    assert_string_equal(text, "{\"x\":0.91,\"name\":\"caf\u00e9\",\"list\":[7,true,null]}");
+    assert_int_equal(jsontext_length(j, &len), 0);
+    assert_int_equal(len, strlen(text));
+    free(text);
+    json_decref(j);
+}
+
 static int fail_second(const char *piece, size_t len, void *arg)
 {
     (void)piece;
@@ -232,6 +247,7 @@ int main(void)
         cmocka_unit_test(non_reals_match_jansson),
         cmocka_unit_test(nul_in_string_is_escaped),
         cmocka_unit_test(reals_in_trees_read_back_as_reals),
+        cmocka_unit_test(dumps_and_length_agree),
         cmocka_unit_test(write_failure_stops_the_dump),
         cmocka_unit_test(deep_nesting_fails),
     };
