@@ -168,7 +168,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
  * for every connection, so they stay small: a longer message arrives in
  * pieces that the session puts together. */
 #define RX_BUFFER_SIZE 4096
-/* The most bytes one send() takes; a larger message goes out in several. */
+/* The maximum bytes of one send(). A larger message goes out in several. */
 #define TX_PACKET_SIZE (256 * 1024)
 
 /* The first protocol also serves HTTP and clients that offer no

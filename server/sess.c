@@ -671,7 +671,7 @@ int sess_callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return on_writeable(s, wsi);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        s->closing = 1; /* libwebsockets answers the close frame */
+        s->closing = 1; /* libwebsockets replies to the close frame */
         return 0;
     case LWS_CALLBACK_CLOSED:
         on_closed(s);

@@ -34,38 +34,20 @@ static void repack(const json_t *j)
     msgpack_sbuffer_destroy(&sbuf);
 }
 
-typedef struct text {
-    char *data;
-    size_t len;
-} text_t;
-
-static int append(const char *piece, size_t len, void *arg)
-{
-    text_t *t = arg;
-    char *grown = realloc(t->data, t->len + len);
-
-    if (!grown)
-        return -1;
-    memcpy(grown + t->len, piece, len);
-    t->data = grown;
-    t->len += len;
-    return 0;
-}
-
 /* Writes j as JSON text and checks that the text parses to an equal
  * value, reals staying reals. */
 static void retext(const json_t *j)
 {
-    text_t t = {NULL, 0};
+    char *text = jsontext_dumps(j);
     json_t *back;
 
-    if (jsontext_dump(j, append, &t) != 0)
+    if (!text)
         abort();
-    back = json_loadb(t.data, t.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    back = json_loadb(text, strlen(text), JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
     if (!back || !json_equal(back, j))
         abort();
     json_decref(back);
-    free(t.data);
+    free(text);
 }
 
 /* Packs a stored object and checks that it unpacks to an equal object. */
